@@ -1,0 +1,281 @@
+"""Atomic, verified saving and loading of weights, whole models and training checkpoints.
+
+Every write goes to a temporary name in the destination directory, is fsynced and then
+``os.replace``d into place, so an interrupted save never leaves a half-written file under the
+final name. Directories are built under a temporary name with a ``MANIFEST.json`` of SHA-256
+digests and renamed when complete; safetensors files carry a digest of their tensors in their
+metadata. Loading verifies these, so a truncated or corrupt file is an error naming the path,
+never a partial load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as _st_load_file
+from safetensors.torch import save as _st_save
+
+from shared.errors import CheckpointError
+
+MANIFEST = "MANIFEST.json"
+TRAIN_STATE = "checkpoint.pt"
+CKPT_PREFIX = "step-"
+# Test-only: seconds to sleep before a checkpoint directory is renamed into place, so that
+# kill tests can land inside the write window. Never set in normal use.
+_SAVE_DELAY_ENV = "PAIRTRAIN_TEST_SAVE_DELAY"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not supported on every platform/filesystem
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Any]:
+    """Open a binary file that appears at ``path`` only once fully written and fsynced."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``path`` (with a manifest) once complete.
+
+    An existing ``path`` is moved aside and removed only after the new one is in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {str(p.relative_to(tmp)): _sha256_file(p) for p in files}
+        for p in files:
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        write_json(tmp / MANIFEST, {"files": manifest})
+        _fsync_dir(tmp)
+        delay = float(os.environ.get(_SAVE_DELAY_ENV, "0") or 0)
+        if delay:
+            time.sleep(delay)
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def verify_dir(path: str | os.PathLike) -> None:
+    """Check every file listed in ``path/MANIFEST.json``; raise CheckpointError on any mismatch.
+
+    Directories without a manifest (e.g. written by other tools) are accepted as they are.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a directory")
+    mf = path / MANIFEST
+    if not mf.exists():
+        return
+    try:
+        files = json.loads(mf.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{mf}: corrupt manifest ({e})") from None
+    for name, digest in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing (listed in {mf})")
+        if _sha256_file(f) != digest:
+            raise CheckpointError(f"{f}: contents do not match {mf} (truncated or corrupt)")
+
+
+def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _plain_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses tensors that share storage (e.g. tied weights): give each its own copy.
+    seen: set[int] = set()
+    out = {}
+    for k, v in state_dict.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"state_dict entry {k!r} is a {type(v).__name__}, not a tensor")
+        v = v.detach().cpu().contiguous()
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
+
+
+def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike,
+                 metadata: dict[str, str] | None = None) -> None:
+    """Save a state_dict atomically: safetensors by default, ``torch.save`` for ``.pt``/``.bin``."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth", ".bin"):
+        with atomic_write(path) as f:
+            torch.save(dict(state_dict), f)
+        return
+    tensors = _plain_tensors(state_dict)
+    meta = {"format": "pt", **(metadata or {}), "sha256": _tensor_digest(tensors)}
+    write_bytes(path, _st_save(tensors, metadata=meta))
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Load a state_dict saved by :func:`save_weights` (or any safetensors / weights-only file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found" if not path.exists() else f"{path}: not a file")
+    if path.suffix in (".pt", ".pth", ".bin"):
+        try:
+            sd = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"{path}: cannot load weights (truncated, corrupt or not a "
+                                  f"weights-only file): {_first_line(e)}") from None
+        if not isinstance(sd, dict):
+            raise CheckpointError(f"{path}: expected a state_dict, found {type(sd).__name__}")
+        return sd
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = _st_load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({e})") from None
+    if "sha256" in meta and _tensor_digest(tensors) != meta["sha256"]:
+        raise CheckpointError(f"{path}: tensor data does not match its checksum (corrupt file)")
+    return tensors
+
+
+def save_whole_model(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """``torch.save(model)`` as in the tutorial (pickles the class reference), atomically."""
+    with atomic_write(path) as f:
+        torch.save(model, f)
+
+
+def load_whole_model(path: str | os.PathLike, trusted: bool = False,
+                     device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a pickled whole model. Requires ``trusted=True``: unpickling can run arbitrary code."""
+    path = Path(path)
+    if not trusted:
+        raise CheckpointError(
+            f"{path}: refusing to load a whole pickled model: unpickling runs code stored in the "
+            "file. Pass trusted=True (CLI: --trust-pickle) only for files you created yourself; "
+            "otherwise load weights (safetensors) into a freshly built model instead.")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    try:
+        model = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot load model (truncated or corrupt?): "
+                              f"{_first_line(e)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise CheckpointError(f"{path}: expected a pickled nn.Module, found {type(model).__name__}")
+    return model
+
+
+# ---- resumable training checkpoints -------------------------------------------------------
+
+
+def save_training_checkpoint(root: str | os.PathLike, state: dict[str, Any], step: int,
+                             keep: int = 2) -> Path:
+    """Write ``root/step-<step>/`` (one self-describing dict + manifest); keep the newest ``keep``."""
+    root = Path(root)
+    final = root / f"{CKPT_PREFIX}{step:010d}"
+    with atomic_dir(final) as tmp:
+        with open(tmp / TRAIN_STATE, "wb") as f:
+            torch.save(state, f)
+    for old in _checkpoint_dirs(root)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _checkpoint_dirs(root: Path) -> list[Path]:
+    """Completed-looking checkpoint dirs, newest first (temp dirs start with '.')."""
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CKPT_PREFIX)
+            and p.name[len(CKPT_PREFIX):].isdigit()]
+    return sorted(dirs, key=lambda p: int(p.name[len(CKPT_PREFIX):]), reverse=True)
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load one checkpoint directory, verifying its manifest first (weights only, no pickled code)."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise CheckpointError(f"{path}: incomplete checkpoint (no {MANIFEST})")
+    verify_dir(path)
+    try:
+        state = torch.load(path / TRAIN_STATE, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path / TRAIN_STATE}: cannot load: {_first_line(e)}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path / TRAIN_STATE}: not a training checkpoint")
+    return state
+
+
+def latest_checkpoint(root: str | os.PathLike, warn: Any = print) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint under ``root`` that loads and verifies; skipped ones are reported."""
+    for d in _checkpoint_dirs(Path(root)):
+        try:
+            return d, load_training_checkpoint(d)
+        except CheckpointError as e:
+            warn(f"warning: skipping unusable checkpoint: {e}")
+    return None

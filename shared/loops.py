@@ -1,0 +1,211 @@
+"""Generic train-one-epoch / evaluate / predict loops.
+
+Batches are ``(inputs, targets)`` where ``inputs`` is a Tensor (``model(inputs)``) or a mapping
+(``model(**inputs)``); the model returns logits or an object with ``.logits``. The loops never
+synchronise with the host on every step: losses accumulate on the device and are read only at
+log points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from shared.metrics import classification_metrics
+
+log = logging.getLogger("pairtrain")
+
+
+@dataclass
+class TrainState:
+    """Where training is: what a resumable checkpoint records and the loop advances."""
+
+    epoch: int = 0  # 0-based index of the epoch in progress
+    step_in_epoch: int = 0  # optimizer steps completed in the current epoch
+    global_step: int = 0  # optimizer steps completed overall
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    train_seconds: float = 0.0  # wall time spent training/evaluating, summed across resumes
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished epoch
+
+
+def to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device, non_blocking=True)
+    if isinstance(inputs, Mapping):
+        return {k: to_device(v, device) for k, v in inputs.items()}
+    return inputs
+
+
+def forward(model: nn.Module, inputs: Any) -> torch.Tensor:
+    out = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+    return out.logits if hasattr(out, "logits") else out
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool = True) -> tqdm:
+    """A tqdm bar that is silent when stderr is not a terminal (log files stay readable)."""
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
+                disable=not (enabled and sys.stderr.isatty()))
+
+
+def _batch_size(targets: torch.Tensor) -> int:
+    return int(targets.shape[0])
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Any, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    *,
+    device: torch.device,
+    scheduler: Any = None,
+    max_grad_norm: float | None = None,
+    accum_steps: int = 1,
+    autocast_dtype: torch.dtype | None = None,
+    log_interval: int = 100,
+    dataset_size: int | None = None,
+    num_batches: int | None = None,
+    max_steps: int | None = None,
+    on_step: Callable[[TrainState], None] | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train over ``batches`` (already positioned after ``state.step_in_epoch`` steps on resume).
+
+    Every ``accum_steps`` batches make one optimizer step (loss scaled so that k equal batches
+    equal one k-times-larger batch). ``on_step(state)`` runs after each optimizer step, e.g. to
+    save a checkpoint; training stops once ``state.global_step`` reaches ``max_steps``.
+    Prints the tutorial's ``loss: 0.935758  [ 6400/60000]`` every ``log_interval`` batches.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    seen = 0
+    batch_idx = state.step_in_epoch * accum_steps  # batches of this epoch already consumed
+    pending = 0  # batches accumulated since the last optimizer step
+    bar = progress_bar(num_batches, f"epoch {state.epoch + 1}", progress)
+    bar.update(batch_idx)
+    optimizer.zero_grad(set_to_none=True)
+    for inputs, targets in batches:
+        if max_steps is not None and state.global_step >= max_steps:
+            break
+        inputs, targets = to_device(inputs, device), to_device(targets, device)
+        group = accum_steps
+        if num_batches is not None:  # a short final group is averaged over its own size
+            group = min(accum_steps, num_batches - (batch_idx - pending))
+        with _autocast(device, autocast_dtype):
+            loss = loss_fn(forward(model, inputs), targets)
+        (loss / group).backward()
+        n = _batch_size(targets)
+        loss_sum += loss.detach().float() * n
+        seen += n
+        batch_idx += 1
+        pending += 1
+        bar.update(1)
+        if log_interval and batch_idx % log_interval == 0:
+            current = batch_idx * n if dataset_size is None else min(batch_idx * n, dataset_size)
+            size = dataset_size if dataset_size is not None else current
+            value = loss.item()
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+            log.info(f"loss: {value:>7f}  [{current:>5d}/{size:>5d}]")
+        if pending == group:
+            if max_grad_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            pending = 0
+            state.step_in_epoch += 1
+            state.global_step += 1
+            if on_step is not None:
+                on_step(state)
+    if pending:  # an iterable without a known length ended mid-group: still use those gradients
+        if max_grad_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step_in_epoch += 1
+        state.global_step += 1
+        if on_step is not None:
+            on_step(state)
+    bar.close()
+    return {"train_loss": (loss_sum / max(seen, 1)).item(), "train_samples": seen}
+
+
+@torch.no_grad()
+def _collect(model: nn.Module, batches: Iterable[Any], device: torch.device,
+             autocast_dtype: torch.dtype | None, desc: str, progress: bool):
+    model.eval()
+    bar = progress_bar(len(batches) if hasattr(batches, "__len__") else None, desc, progress)
+    for batch in batches:
+        inputs, targets = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        with _autocast(device, autocast_dtype):
+            logits = forward(model, to_device(inputs, device))
+        bar.update(1)
+        yield logits.float(), (to_device(targets, device) if targets is not None else None)
+    bar.close()
+
+
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[Any, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device,
+    num_classes: int,
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = True,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """Loss (mean per example), accuracy, macro precision/recall/F1 and confusion matrix.
+
+    ``gather`` (optional) concatenates per-example tensors across processes for distributed
+    evaluation; every example must be evaluated by exactly one process.
+    """
+    losses, preds, golds = [], [], []
+    for logits, targets in _collect(model, batches, device, autocast_dtype, "eval", progress):
+        losses.append(_per_example_loss(loss_fn, logits, targets))
+        preds.append(logits.argmax(dim=-1))
+        golds.append(targets)
+    if not golds:
+        raise ValueError("evaluate() got no batches")
+    loss_t, pred_t, gold_t = (torch.cat(x) for x in (losses, preds, golds))
+    if gather is not None:
+        loss_t, pred_t, gold_t = gather(loss_t), gather(pred_t), gather(gold_t)
+    y_pred, y_true = pred_t.cpu().numpy(), gold_t.cpu().numpy()  # the one host sync
+    metrics = classification_metrics(y_true, y_pred, num_classes)
+    metrics["loss"] = float(loss_t.double().mean().item())
+    return metrics
+
+
+def _per_example_loss(loss_fn: Callable, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    # Mean loss per batch weighted by batch size gives the exact per-example mean at the end.
+    return loss_fn(logits, targets).detach().float().reshape(1).repeat(targets.shape[0])
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, batches: Iterable[Any], *, device: torch.device,
+                  autocast_dtype: torch.dtype | None = None, progress: bool = True) -> np.ndarray:
+    """Softmax probabilities for every example, in input order, as an ``(N, C)`` array."""
+    probs = [logits.softmax(dim=-1) for logits, _ in
+             _collect(model, batches, device, autocast_dtype, "predict", progress)]
+    if not probs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(probs).cpu().numpy()

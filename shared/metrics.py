@@ -1,0 +1,62 @@
+"""Classification metrics (scikit-learn) and the tutorial's familiar console lines."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """Accuracy, macro precision/recall/F1, per-class scores and the confusion matrix."""
+    labels = list(range(num_classes))
+    n = int(len(y_true))
+    p, r, f, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    predicted = np.unique(y_pred)
+    return {
+        "n": n,
+        "accuracy": float((y_true == y_pred).mean()) if n else 0.0,
+        "macro_precision": float(p.mean()),
+        "macro_recall": float(r.mean()),
+        "macro_f1": float(f.mean()),
+        "per_class": {"precision": p.tolist(), "recall": r.tolist(), "f1": f.tolist(),
+                      "support": support.tolist()},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        # A model answering one class for everything can still score the majority rate.
+        "single_class_prediction": bool(n > 1 and len(predicted) == 1),
+    }
+
+
+def format_test_line(metrics: dict[str, Any]) -> str:
+    """The tutorial's evaluation line: ``Test Error: \\n Accuracy: 83.7%, Avg loss: 0.441249 \\n``."""
+    return f"Test Error: \n Accuracy: {100 * metrics['accuracy']:>0.1f}%, Avg loss: {metrics['loss']:>8f} \n"
+
+
+def single_class_warning(metrics: dict[str, Any], class_names: Sequence[str]) -> str | None:
+    """A loud warning when every prediction is the same class (accuracy is then misleading)."""
+    if not metrics.get("single_class_prediction"):
+        return None
+    cm = np.asarray(metrics["confusion_matrix"])
+    cls = int(cm.sum(axis=0).argmax())
+    return (f"WARNING: the model predicts '{class_names[cls]}' for all {metrics['n']} examples; "
+            f"accuracy {100 * metrics['accuracy']:.1f}% is just that class's share "
+            f"(macro-F1 {metrics['macro_f1']:.3f}). The model has not learnt to separate the classes.")
+
+
+def report_text(metrics: dict[str, Any], class_names: Sequence[str], y_true: np.ndarray | None = None,
+                y_pred: np.ndarray | None = None) -> str:
+    """Human-readable per-class table and confusion matrix with class names."""
+    lines = [f"accuracy: {100 * metrics['accuracy']:.2f}%  macro-F1: {metrics['macro_f1']:.4f}  "
+             f"(n={metrics['n']})", ""]
+    if y_true is not None and y_pred is not None:
+        lines.append(classification_report(y_true, y_pred, labels=list(range(len(class_names))),
+                                           target_names=list(class_names), digits=4, zero_division=0))
+    cm = metrics["confusion_matrix"]
+    width = max(8, *(len(c) for c in class_names)) + 1
+    lines.append("confusion matrix (rows: true, columns: predicted)")
+    lines.append(" " * width + "".join(f"{c[:width - 1]:>{width}}" for c in class_names))
+    for name, row in zip(class_names, cm):
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Resumable training state: build, save, find and restore training checkpoints.
+
+A checkpoint is one self-describing dict (nanoGPT style): model, optimizer, scheduler, all RNG
+states, the :class:`TrainState` (epoch, step within the epoch, global step, best metric, history)
+and the config. Restoring it and continuing gives bit-identical weights to a run that was never
+interrupted, provided the app derives its data order from (seed, epoch) alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from shared.checkpoint import latest_checkpoint, save_training_checkpoint
+from shared.errors import CheckpointError, UserError
+from shared.loops import TrainState
+from shared.rundir import RunDir
+from shared.runtime import capture_rng, restore_rng
+
+log = logging.getLogger("pairtrain")
+FORMAT = "pairtrain-train-checkpoint/1"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The underlying module of a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+def build_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                     state: TrainState, config: dict[str, Any], extra: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": capture_rng(),
+        "state": dataclasses.asdict(state),
+        "config": config,
+        "extra": extra or {},
+        "torch_version": torch.__version__,
+    }
+
+
+def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    state: TrainState, config: dict[str, Any], keep: int = 2,
+                    extra: dict[str, Any] | None = None) -> None:
+    ckpt = build_checkpoint(model, optimizer, scheduler, state, config, extra)
+    path = save_training_checkpoint(run.checkpoints, ckpt, state.global_step, keep=keep)
+    log.debug(f"saved checkpoint {path}")
+
+
+def _config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str]) -> list[str]:
+    skip = set(ignore)
+    return [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
+            for k in sorted(set(saved) | set(current)) if k not in skip and saved.get(k) != current.get(k)]
+
+
+def restore_checkpoint(ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                       scheduler: Any) -> TrainState:
+    unwrap(model).load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and ckpt.get("scheduler") is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    restore_rng(ckpt["rng"])
+    return TrainState(**ckpt["state"])
+
+
+def resume_or_start(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    config: dict[str, Any], resume: bool, ignore: Iterable[str] = ()
+                    ) -> tuple[TrainState, dict[str, Any]]:
+    """Restore the newest complete checkpoint in ``run`` when resuming, else a fresh state.
+
+    Returns the state and the checkpoint's ``extra`` dict. Settings that change the training
+    trajectory must match the checkpoint's config (``ignore`` lists those that may differ).
+    """
+    if not resume:
+        return TrainState(), {}
+    found = latest_checkpoint(run.checkpoints, warn=log.warning)
+    if found is None:
+        log.info(f"--resume: no complete checkpoint in {run.checkpoints}; starting a fresh run")
+        return TrainState(), {}
+    path, ckpt = found
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format {ckpt.get('format')!r}")
+    diffs = _config_mismatch(ckpt.get("config", {}), config, ignore)
+    if diffs:
+        raise UserError(f"--resume {run.root}: settings differ from the checkpoint ({'; '.join(diffs)}); "
+                        "resume with the same settings or start a new --out")
+    state = restore_checkpoint(ckpt, model, optimizer, scheduler)
+    log.info(f"resumed from {path} (epoch {state.epoch + 1}, step {state.step_in_epoch} of that epoch, "
+             f"global step {state.global_step})")
+    return state, ckpt.get("extra", {})

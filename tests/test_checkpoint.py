@@ -1,0 +1,135 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from shared.checkpoint import (atomic_write, latest_checkpoint, load_training_checkpoint, load_weights,
+                               load_whole_model, save_training_checkpoint, save_weights, save_whole_model,
+                               verify_dir, atomic_dir)
+from shared.errors import CheckpointError
+
+
+def _state_dict():
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randn(4, 3, generator=g)
+    return {
+        "w": torch.randn(5, 7, generator=g),
+        "b16": torch.randn(6, generator=g).to(torch.bfloat16),
+        "i": torch.randint(0, 100, (3, 2), generator=g),
+        "scalar": torch.tensor(3.5),
+        "tied_a": shared,
+        "tied_b": shared,  # shares storage with tied_a
+        "flag": torch.tensor([True, False]),
+    }
+
+
+@pytest.mark.parametrize("name", ["w.safetensors", "w.pt", "w.bin"])
+def test_weights_round_trip_bit_identical(tmp_path, name):
+    sd = _state_dict()
+    save_weights(sd, tmp_path / name)
+    back = load_weights(tmp_path / name)
+    assert set(back) == set(sd)
+    for k in sd:
+        assert back[k].dtype == sd[k].dtype and torch.equal(back[k], sd[k]), k
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temp files left behind
+
+
+@pytest.mark.parametrize("name", ["w.safetensors", "w.pt"])
+@pytest.mark.parametrize("keep", [0, 7, 100, -1])
+def test_truncated_weights_raise_clear_error(tmp_path, name, keep):
+    path = tmp_path / name
+    save_weights(_state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: keep if keep >= 0 else len(data) - 9])
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_weights(path)
+
+
+def test_corrupt_tensor_bytes_detected(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights(_state_dict(), path)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # flip bits inside tensor data: the header still parses
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_weights(path)
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_weights(tmp_path / "nope.safetensors")
+
+
+def test_whole_model_requires_trust(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    save_whole_model(model, tmp_path / "model.pth")
+    with pytest.raises(CheckpointError, match="trusted=True"):
+        load_whole_model(tmp_path / "model.pth")
+    back = load_whole_model(tmp_path / "model.pth", trusted=True)
+    x = torch.randn(4, 3)
+    assert torch.equal(back(x), model(x))
+
+
+def test_exception_mid_save_leaves_no_file(tmp_path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as f:
+            f.write(b"partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    with pytest.raises(RuntimeError):
+        with atomic_write(tmp_path / "m.pth") as f:
+            torch.save({"x": Boom()}, f)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_keeps_previous_version(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights({"a": torch.ones(2)}, path)
+    with pytest.raises(TypeError):
+        save_weights({"a": "not a tensor"}, path)  # type: ignore[dict-item]
+    assert torch.equal(load_weights(path)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_atomic_dir_replaces_and_verifies(tmp_path):
+    d = tmp_path / "model"
+    with atomic_dir(d) as tmp:
+        (tmp / "a.txt").write_text("one")
+    with atomic_dir(d) as tmp:
+        (tmp / "a.txt").write_text("two")
+    assert (d / "a.txt").read_text() == "two"
+    verify_dir(d)
+    (d / "a.txt").write_text("tampered")
+    with pytest.raises(CheckpointError, match="a.txt"):
+        verify_dir(d)
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "never") as tmp:
+            (tmp / "x").write_text("x")
+            raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_training_checkpoints_fall_back_to_previous_complete(tmp_path):
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        save_training_checkpoint(root, {"model": {"w": torch.full((2,), float(step))}, "step": step}, step)
+    assert sorted(p.name for p in root.iterdir()) == ["step-0000000002", "step-0000000003"]  # keep=2
+    newest = root / "step-0000000003" / "checkpoint.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    warnings = []
+    path, ckpt = latest_checkpoint(root, warn=warnings.append)
+    assert path.name == "step-0000000002" and ckpt["step"] == 2
+    assert len(warnings) == 1 and "step-0000000003" in warnings[0]
+    with pytest.raises(CheckpointError, match="step-0000000003"):
+        load_training_checkpoint(root / "step-0000000003")
+    # A directory without a manifest (a crash before the rename cannot produce one, but a copy can).
+    os.remove(root / "step-0000000002" / "MANIFEST.json")
+    assert latest_checkpoint(root, warn=warnings.append) is None
