@@ -1,0 +1,4 @@
+"""Fashion-MNIST image classification: IDX data, MLP/CNN models and the `fashion` CLI."""
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

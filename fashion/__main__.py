@@ -1,0 +1,3 @@
+from fashion.cli import main
+
+raise SystemExit(main())

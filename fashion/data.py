@@ -1,0 +1,185 @@
+"""Fashion-MNIST in its canonical IDX format: validated reading, download, in-memory batching.
+
+The whole set is decoded once into tensors (60k images are 47 MB as uint8), so there is no
+per-item Python or PIL work in the training loop.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import random
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from shared.checkpoint import write_bytes
+from shared.errors import UserError
+from shared.sharding import shard_bounds, current_shard
+
+log = logging.getLogger("pairtrain")
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+# Pixel statistics of the 60k training images (after scaling to [0, 1]).
+MEAN, STD = 0.2860, 0.3530
+
+
+def read_idx(path: str | Path, kind: str) -> np.ndarray:
+    """Read an IDX file (raw or gzip, detected by content) and validate it.
+
+    ``kind`` is ``"images"`` (magic 2051, N x 28 x 28) or ``"labels"`` (magic 2049, N, values 0-9).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise UserError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    want_magic, ndim = (IMAGE_MAGIC, 3) if kind == "images" else (LABEL_MAGIC, 1)
+    header = 4 + 4 * ndim
+    if len(raw) < 4:
+        raise UserError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != want_magic:
+        raise UserError(f"{path}: bad magic number {magic} (expected {want_magic} for IDX {kind}); "
+                        "is this the right file?")
+    if len(raw) < header:
+        raise UserError(f"{path}: truncated IDX header")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if kind == "images" and dims[1:] != [28, 28]:
+        raise UserError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28")
+    expected = int(np.prod(dims))
+    body = len(raw) - header
+    if body != expected:
+        raise UserError(f"{path}: header says {dims[0]} {kind} ({expected} bytes of data) but the file "
+                        f"has {body} bytes (truncated or corrupt)")
+    arr = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    if kind == "labels" and arr.size and arr.max() > 9:
+        bad = int(np.argmax(arr > 9))
+        raise UserError(f"{path}: label {int(arr[bad])} at index {bad} is not a class 0-9")
+    return arr
+
+
+def _find(data_dir: Path, stem: str) -> Path | None:
+    for folder in (data_dir, data_dir / "FashionMNIST" / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def download(data_dir: Path) -> None:
+    """Fetch the four files from the canonical mirror into ``data_dir/FashionMNIST/raw``."""
+    raw_dir = data_dir / "FashionMNIST" / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name, md5 in MD5.items():
+        target = raw_dir / name
+        if target.is_file():
+            continue
+        log.info(f"downloading {MIRROR}{name}")
+        try:
+            with urllib.request.urlopen(MIRROR + name, timeout=30) as r:
+                blob = r.read()
+        except OSError as e:
+            raise UserError(
+                f"cannot download Fashion-MNIST ({name}) from {MIRROR}: {e}. Offline? Put the IDX "
+                f"files (train-images-idx3-ubyte.gz, ... raw or gz) in a folder and pass --data-dir "
+                f"FOLDER, or copy them into {raw_dir}") from None
+        if hashlib.md5(blob).hexdigest() != md5:
+            raise UserError(f"downloaded {name} has the wrong checksum; try again or use --data-dir")
+        write_bytes(target, blob)
+
+
+def load_split(data_dir: str | Path, split: str, allow_download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of ``split`` (``train`` or ``test``)."""
+    data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir}: not a directory")
+    stems = FILES[split]
+    paths = [_find(data_dir, s) for s in stems]
+    if None in paths and allow_download:
+        download(data_dir)
+        paths = [_find(data_dir, s) for s in stems]
+    if None in paths:
+        missing = stems[paths.index(None)]
+        raise UserError(f"--data-dir {data_dir}: {missing}(.gz) not found (looked in {data_dir} and "
+                        f"{data_dir / 'FashionMNIST' / 'raw'})")
+    images, labels = read_idx(paths[0], "images"), read_idx(paths[1], "labels")
+    if len(images) != len(labels):
+        raise UserError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels")
+    return images, labels.astype(np.int64)
+
+
+def to_tensor(images: np.ndarray, normalize: bool) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], optionally standardised."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0).unsqueeze(1)
+    return x.sub_(MEAN).div_(STD) if normalize else x
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+    """The sample order of one epoch: a function of (seed, epoch) only, so resume can recompute it."""
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+class TensorBatches:
+    """One epoch of ``(x, y)`` batches sliced from in-memory tensors, optionally after a skip."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, order: torch.Tensor,
+                 skip_batches: int = 0):
+        self.x, self.y, self.batch_size, self.order, self.skip = x, y, batch_size, order, skip_batches
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(self.skip * self.batch_size, len(self.order), self.batch_size):
+            idx = self.order[start:start + self.batch_size]
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+
+class FashionIterable(IterableDataset):
+    """Streams samples ``[start, end)``; DataLoader workers/ranks narrow it through
+    ``shared.sharding.worker_init_fn`` (the tutorial's start/end contract).
+
+    Within its slice each worker visits samples in a (seed, epoch)-determined order.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0, shuffle: bool = True):
+        self.x, self.y, self.seed, self.shuffle = x, y, seed, shuffle
+        self.start, self.end, self.epoch = 0, len(x), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = list(range(self.start, self.end))
+        if self.shuffle:
+            random.Random(self.seed * 100_003 + self.epoch * 1_009 + self.start).shuffle(idx)
+        for i in idx:
+            yield self.x[i], self.y[i]
+
+    def narrowed_for_this_process(self) -> "FashionIterable":
+        """A copy narrowed to this rank, for ``num_workers=0`` (no worker_init_fn runs then)."""
+        copy = FashionIterable(self.x, self.y, self.seed, self.shuffle)
+        copy.start, copy.end = shard_bounds(self.start, self.end, *current_shard())
+        copy.epoch = self.epoch
+        return copy

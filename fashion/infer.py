@@ -1,0 +1,138 @@
+"""Model directories (config + safetensors) and the eval / predict / export commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fashion import CLASSES
+from fashion.data import MEAN, STD, TensorBatches, load_split, to_tensor
+from fashion.model import build_model
+from shared.checkpoint import (atomic_dir, load_weights, load_whole_model, save_weights, save_whole_model,
+                               verify_dir, write_json)
+from shared.errors import CheckpointError, UserError
+from shared.loops import evaluate, predict_proba
+from shared.metrics import format_test_line, report_text, single_class_warning
+
+log = logging.getLogger("pairtrain")
+MODEL_FORMAT = "fashion-model/1"
+
+
+def save_model_dir(path: Path, model: nn.Module, arch: str, dropout: float, normalize: bool) -> None:
+    """Write ``path/`` atomically: ``config.json`` + ``model.safetensors`` (+ manifest)."""
+    with atomic_dir(path) as tmp:
+        write_json(tmp / "config.json", {"format": MODEL_FORMAT, "arch": arch, "dropout": dropout,
+                                         "normalize": normalize, "mean": MEAN, "std": STD,
+                                         "classes": list(CLASSES)})
+        save_weights(model.state_dict(), tmp / "model.safetensors")
+
+
+def load_model(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """A model directory (safetensors) or, with ``trust_pickle``, a whole model saved by ``export``."""
+    path = Path(path)
+    if path.is_file():
+        model = load_whole_model(path, trusted=trust_pickle)
+        meta = getattr(model, "fashion_meta", None) or {"normalize": True}
+        return model.eval(), meta
+    if not path.exists():
+        raise UserError(f"--model-dir {path}: not found")
+    verify_dir(path)
+    cfg_file = path / "config.json"
+    try:
+        meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+        if meta.get("format") != MODEL_FORMAT:
+            raise ValueError(f"format {meta.get('format')!r} is not {MODEL_FORMAT}")
+        model = build_model(meta["arch"], meta.get("dropout", 0.0))
+    except FileNotFoundError:
+        raise CheckpointError(f"{cfg_file}: missing; {path} is not a fashion model directory") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{cfg_file}: invalid model config ({e})") from None
+    try:
+        model.load_state_dict(load_weights(path / "model.safetensors"))
+    except RuntimeError as e:  # shapes/keys do not match the config
+        raise CheckpointError(f"{path / 'model.safetensors'}: does not match {cfg_file} ({e})") from None
+    return model.eval(), meta
+
+
+def run_eval(model_dir: str, data_dir: str, split: str, batch_size: int, trust_pickle: bool,
+             download: bool) -> dict[str, Any]:
+    model, meta = load_model(model_dir, trust_pickle)
+    images, labels = load_split(data_dir, split, allow_download=download)
+    x, y = to_tensor(images, meta.get("normalize", True)), torch.from_numpy(labels)
+    batches = TensorBatches(x, y, batch_size, torch.arange(len(x)))
+    metrics = evaluate(model, batches, nn.CrossEntropyLoss(), device=torch.device("cpu"),
+                       num_classes=len(CLASSES))
+    log.info(format_test_line(metrics))
+    with torch.no_grad():
+        pred = torch.cat([model(xb).argmax(-1) for xb, _ in batches]).numpy()
+    log.info(report_text(metrics, CLASSES, labels, pred))
+    warning = single_class_warning(metrics, CLASSES)
+    if warning:
+        log.warning(warning)
+    return metrics
+
+
+def _load_image(path: Path, invert: bool) -> np.ndarray:
+    """A file as a (28, 28) float array in [0, 1]."""
+    if not path.is_file():
+        raise UserError(f"{path}: not found" if not path.exists() else f"{path}: not a file")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise UserError(f"{path}: not a valid .npy array ({e})") from None
+        arr = np.squeeze(arr)
+        if arr.shape != (28, 28):
+            raise UserError(f"{path}: array shape {arr.shape}, expected 28x28 (one grayscale image)")
+        arr = arr.astype(np.float32)
+        if arr.max(initial=0) > 1.0:  # uint8-style 0-255 values
+            arr = arr / 255.0
+    else:
+        try:
+            from PIL import Image, UnidentifiedImageError
+        except ImportError:
+            raise UserError(f"{path}: reading images needs Pillow: pip install 'pairtrain[images]' "
+                            "(or pass .npy arrays)") from None
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("L").resize((28, 28)), dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"{path}: cannot read image ({e})") from None
+    if not np.isfinite(arr).all() or arr.min() < 0:
+        raise UserError(f"{path}: pixel values must be finite and non-negative")
+    return 1.0 - arr if invert else arr
+
+
+def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bool) -> list[dict[str, Any]]:
+    model, meta = load_model(model_dir, trust_pickle)
+    images = np.stack([_load_image(Path(f), invert) for f in files])
+    x = torch.from_numpy(images).unsqueeze(1)
+    if meta.get("normalize", True):
+        x = (x - MEAN) / STD
+    probs = predict_proba(model, [x], device=torch.device("cpu"), progress=False)
+    results = []
+    for f, p in zip(files, probs):
+        k = int(p.argmax())
+        results.append({"file": f, "class": CLASSES[k], "index": k, "probability": float(p[k])})
+        log.info(f"{f}: {CLASSES[k]} ({100 * p[k]:.1f}%)")
+    return results
+
+
+def run_export(model_dir: str, output: str) -> None:
+    """Save the whole model with ``torch.save(model)`` as the tutorial does."""
+    model, meta = load_model(model_dir)
+    model.fashion_meta = {"arch": meta["arch"], "normalize": meta.get("normalize", True)}
+    out = Path(output)
+    if out.is_dir():
+        raise UserError(f"--output {out}: is a directory, expected a file name such as model.pth")
+    if not out.parent.is_dir():
+        raise UserError(f"--output {out}: folder {out.parent} does not exist")
+    save_whole_model(model, out)
+    log.info(f"saved whole model to {out} (load it with --trust-pickle, or "
+             f"shared.checkpoint.load_whole_model(path, trusted=True))")

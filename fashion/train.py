@@ -1,0 +1,131 @@
+"""`fashion train`: setup -> fit, with per-epoch evaluation, best/last models and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fashion import CLASSES
+from fashion.config import RESUME_MAY_DIFFER, TrainConfig
+from fashion.data import FashionIterable, TensorBatches, epoch_order, load_split, to_tensor
+from fashion.infer import save_model_dir
+from fashion.model import build_model
+from shared.checkpoint import write_json
+from shared.loops import TrainState, evaluate, train_one_epoch
+from shared.metrics import format_test_line, single_class_warning
+from shared.rundir import RunDir, prepare_run_dir, setup_logging
+from shared.runtime import seed_everything, select_device
+from shared.sharding import current_shard, shard_bounds, worker_init_fn
+from shared.training import resume_or_start, save_checkpoint
+
+log = logging.getLogger("pairtrain")
+
+
+def _iterable_batches(cfg: TrainConfig, dataset: FashionIterable, epoch: int) -> DataLoader:
+    dataset.set_epoch(epoch)
+    if cfg.num_workers == 0:  # no worker processes: shard for this rank here
+        dataset = dataset.narrowed_for_this_process()
+    return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                      worker_init_fn=worker_init_fn,
+                      generator=torch.Generator().manual_seed(cfg.seed + epoch))
+
+
+def _batches_per_epoch(cfg: TrainConfig, n: int) -> int:
+    if cfg.loader == "tensor":
+        return -(-n // cfg.batch_size)
+    # Each worker batches its own slice, so every worker may end with a short batch.
+    shard_id, shards = current_shard()
+    workers = max(cfg.num_workers, 1)
+    rank_lo, rank_hi = shard_bounds(0, n, shard_id, shards)
+    sizes = [hi - lo for lo, hi in (shard_bounds(rank_lo, rank_hi, w, workers) for w in range(workers))]
+    return sum(-(-s // cfg.batch_size) for s in sizes)
+
+
+def train_batches(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, epoch: int, skip: int,
+                  iterable: FashionIterable | None) -> Iterable[Any]:
+    """This epoch's batches, positioned after ``skip`` already-trained batches (resume)."""
+    if iterable is not None:
+        return itertools.islice(_iterable_batches(cfg, iterable, epoch), skip, None)
+    return TensorBatches(x, y, cfg.batch_size, epoch_order(len(x), cfg.seed, epoch, cfg.shuffle), skip)
+
+
+def main(cfg: TrainConfig) -> dict[str, Any]:
+    run = prepare_run_dir(cfg.out, cfg.resume)
+    setup_logging(run.log_file, cfg.quiet)
+    device = select_device(cfg.device)
+    log.info(f"Using {device} device")
+    train_images, train_labels = load_split(cfg.data_dir, "train", cfg.download)
+    test_images, test_labels = load_split(cfg.data_dir, "test", cfg.download)
+    x, y = to_tensor(train_images, cfg.normalize), torch.from_numpy(train_labels)
+    test_x, test_y = to_tensor(test_images, cfg.normalize), torch.from_numpy(test_labels)
+    log.info(f"data: {len(x)} training and {len(test_x)} test images from {cfg.data_dir}")
+    return fit(cfg, run, device, x, y, test_x, test_y)
+
+
+def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y: torch.Tensor,
+        test_x: torch.Tensor, test_y: torch.Tensor) -> dict[str, Any]:
+    seed_everything(cfg.seed)
+    model = build_model(cfg.arch, cfg.dropout).to(device)
+    x, y = x.to(device), y.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = _batches_per_epoch(cfg, len(x))
+    scheduler = None
+    if cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25)
+    config = dataclasses.asdict(cfg)
+    state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
+    iterable = FashionIterable(x.cpu(), y.cpu(), cfg.seed, cfg.shuffle) if cfg.loader == "iterable" else None
+    test_batches = TensorBatches(test_x, test_y, 1000, torch.arange(len(test_x)))
+    loss_fn = nn.CrossEntropyLoss()
+    max_steps = cfg.max_steps or None
+
+    def checkpoint(s: TrainState) -> None:
+        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0:
+            save_checkpoint(run, model, optimizer, scheduler, s, config)
+
+    metrics: dict[str, Any] = {}
+    while state.epoch < cfg.epochs and not (max_steps and state.global_step >= max_steps):
+        started = time.perf_counter()
+        log.info(f"Epoch {state.epoch + 1}\n-------------------------------")
+        train = train_one_epoch(
+            model, train_batches(cfg, x, y, state.epoch, state.step_in_epoch, iterable), loss_fn,
+            optimizer, state, device=device, scheduler=scheduler, log_interval=cfg.log_interval,
+            dataset_size=len(x), num_batches=steps_per_epoch, max_steps=max_steps, on_step=checkpoint,
+            progress=not cfg.quiet)
+        metrics = evaluate(model, test_batches, loss_fn, device=device, num_classes=len(CLASSES),
+                           progress=not cfg.quiet)
+        log.info(format_test_line(metrics))
+        if (warning := single_class_warning(metrics, CLASSES)):
+            log.warning(warning)
+        state.train_seconds += time.perf_counter() - started
+        state.history.append({"epoch": state.epoch + 1, "step": state.global_step, **train,
+                              "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"],
+                              "test_macro_f1": metrics["macro_f1"], "seconds": state.train_seconds})
+        if state.best_metric is None or metrics["accuracy"] > state.best_metric:
+            state.best_metric, state.best_epoch = metrics["accuracy"], state.epoch + 1
+            save_model_dir(run.best, model, cfg.arch, cfg.dropout, cfg.normalize)
+        save_model_dir(run.last, model, cfg.arch, cfg.dropout, cfg.normalize)
+        state.epoch += 1
+        state.step_in_epoch = 0
+        save_checkpoint(run, model, optimizer, scheduler, state, config)
+        write_metrics(run, cfg, state, metrics)
+    log.info("Done!")
+    return metrics
+
+
+def write_metrics(run: RunDir, cfg: TrainConfig, state: TrainState, final: dict[str, Any]) -> None:
+    write_json(run.metrics, {
+        "test_accuracy": final["accuracy"], "test_loss": final["loss"], "test_macro_f1": final["macro_f1"],
+        "best_test_accuracy": state.best_metric, "best_epoch": state.best_epoch,
+        "epochs_completed": state.epoch, "global_step": state.global_step,
+        "train_seconds": state.train_seconds, "confusion_matrix": final["confusion_matrix"],
+        "classes": list(CLASSES), "history": state.history, "config": dataclasses.asdict(cfg),
+    })

@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REFERENCE, run_cli, synthetic_fashion, write_idx
+from fashion.cli import main
+from fashion.data import read_idx
+from shared.errors import UserError
+
+
+def test_train_eval_predict_export_end_to_end(fashion_dir, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--out", str(out), "--epochs", "3",
+                "--batch-size", "32", "--lr", "3e-3", "--log-interval", "5", "--no-download")
+    assert r.returncode == 0, r.stderr
+    assert "Epoch 1\n-------------------------------" in r.stdout
+    assert "loss: " in r.stdout and "[  160/  300]" in r.stdout
+    assert "Test Error: \n Accuracy: " in r.stdout and "Done!" in r.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.9 <= metrics["test_accuracy"] <= 1.0  # the synthetic task is easy
+    assert len(metrics["history"]) == 3 and metrics["train_seconds"] > 0
+    assert metrics["config"]["epochs"] == 3
+    for d in ("best", "last"):
+        assert (out / d / "model.safetensors").is_file() and (out / d / "config.json").is_file()
+
+    # The saved model reproduces the run's final accuracy exactly.
+    r = run_cli("fashion", "eval", "--model-dir", str(out / "last"), "--data-dir", str(fashion_dir))
+    assert r.returncode == 0, r.stderr
+    assert f"Accuracy: {100 * metrics['test_accuracy']:>0.1f}%" in r.stdout
+    assert f"accuracy: {100 * metrics['test_accuracy']:.2f}%" in r.stdout
+    assert "Ankle boot" in r.stdout and "confusion matrix" in r.stdout
+
+    images, labels = synthetic_fashion(4, seed=7)
+    files = []
+    for i, img in enumerate(images):
+        np.save(tmp_path / f"img{i}.npy", img)
+        files.append(str(tmp_path / f"img{i}.npy"))
+    from PIL import Image
+    Image.fromarray(images[0]).save(tmp_path / "img0.png")
+    r = run_cli("fashion", "predict", "--model-dir", str(out / "best"), *files, str(tmp_path / "img0.png"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 5 and all("%" in ln for ln in lines)
+    from fashion import CLASSES
+    assert CLASSES[labels[0]] in lines[0] and lines[0].split(": ")[1] == lines[4].split(": ")[1]
+
+    r = run_cli("fashion", "export", "--model-dir", str(out / "best"), "--output", str(tmp_path / "m.pth"))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("fashion", "eval", "--model-dir", str(tmp_path / "m.pth"), "--data-dir", str(fashion_dir))
+    assert r.returncode == 2 and "trusted" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("fashion", "eval", "--model-dir", str(tmp_path / "m.pth"), "--trust-pickle",
+                "--data-dir", str(fashion_dir))
+    assert r.returncode == 0, r.stderr
+
+
+def test_iterable_loader_with_workers_trains(fashion_dir, tmp_path, capsys):
+    rc = main(["train", "--data-dir", str(fashion_dir), "--out", str(tmp_path / "it"), "--epochs", "2",
+               "--loader", "iterable", "--num-workers", "2", "--batch-size", "16", "--no-download"])
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((tmp_path / "it" / "metrics.json").read_text())
+    assert m["test_accuracy"] > 0.8
+    # 300 samples over 2 workers of 150: ceil(150/16)=10 batches each.
+    assert m["global_step"] == 2 * 20
+
+
+@pytest.mark.parametrize("defect,message", [
+    ("magic", "bad magic number"),
+    ("truncated", "truncated or corrupt"),
+    ("count", "images but"),
+    ("shape", "expected 28x28"),
+    ("label", "is not a class 0-9"),
+])
+def test_malformed_idx_gives_clear_error(fashion_dir, tmp_path, capsys, defect, message):
+    images, labels = synthetic_fashion(100, 1)
+    target = fashion_dir / "t10k-images-idx3-ubyte"
+    if defect == "magic":
+        write_idx(target, images, 2049)
+    elif defect == "truncated":
+        write_idx(target, images, 2051)
+        target.write_bytes(target.read_bytes()[:-100])
+    elif defect == "count":
+        write_idx(target, images[:90], 2051)
+    elif defect == "shape":
+        write_idx(target, np.zeros((100, 32, 32)), 2051)
+    else:
+        labels[5] = 12
+        write_idx(fashion_dir / "t10k-labels-idx1-ubyte", labels, 2049)
+    rc = main(["train", "--data-dir", str(fashion_dir), "--out", str(tmp_path / "r"), "--no-download"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and "t10k-" in err and "Traceback" not in err
+
+
+def test_read_idx_gz_and_raw_agree(tmp_path):
+    images, _ = synthetic_fashion(5, 3)
+    a = read_idx(write_idx(tmp_path / "a", images, 2051), "images")
+    b = read_idx(write_idx(tmp_path / "b.gz", images, 2051, compress=True), "images")
+    assert np.array_equal(a, b) and np.array_equal(a, images)
+    with pytest.raises(UserError, match="too short"):
+        (tmp_path / "c").write_bytes(b"\x00")
+        read_idx(tmp_path / "c", "images")
+
+
+def test_missing_data_offline_message(tmp_path, capsys):
+    rc = main(["train", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"), "--no-download"])
+    assert rc == 2 and "train-images-idx3-ubyte(.gz) not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-1")])
+def test_bad_numbers_rejected(tmp_path, capsys, flag, value):
+    assert main(["train", flag, value, "--out", str(tmp_path / "r")]) == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_out_is_a_file(fashion_dir, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["train", "--data-dir", str(fashion_dir), "--out", str(tmp_path / "f")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (REFERENCE / "data" / "fashion-mnist").is_dir(), reason="../shared/data absent")
+def test_real_data_one_epoch(tmp_path, capsys):
+    rc = main(["train", "--data-dir", str(REFERENCE / "data" / "fashion-mnist"), "--out", str(tmp_path / "r"),
+               "--epochs", "1", "--no-download", "--quiet"])
+    assert rc == 0
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["test_accuracy"] >= 0.84
