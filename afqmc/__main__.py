@@ -1,0 +1,3 @@
+from afqmc.cli import main
+
+raise SystemExit(main())

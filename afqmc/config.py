@@ -1,0 +1,74 @@
+"""The `afqmc train` configuration: one frozen dataclass, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from afqmc.model import SCRATCH_SIZES
+from shared.errors import UserError
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train_file: str = _f("", "training JSON Lines file (sentence1, sentence2, label)", required=True)
+    dev_file: str = _f("", "dev JSON Lines file, evaluated after every epoch", required=True)
+    model: str = _f("bert-base-chinese",
+                    "hub name or local directory of a BERT checkpoint, or 'scratch' (offline: char "
+                    "tokenizer from --train-file + a new small BERT)")
+    scratch_size: Literal["tiny", "small", "base"] = _f(
+        "small", "--model scratch size: tiny 128x2, small 256x4, base 768x12 (hidden x layers)")
+    vocab_size: int = _f(8000, "--model scratch: WordPiece vocabulary size")
+    labels: str = _f("0,1", "comma-separated label values, in class-index order")
+    epochs: int = _f(3, "passes over the training set")
+    batch_size: int = _f(32, "pairs per batch (per process); global batch = this x accum-steps x processes")
+    lr: float | None = _f(None, "peak learning rate (default 2e-5 pretrained, 5e-4 scratch)")
+    warmup_ratio: float = _f(0.1, "fraction of steps of linear warm-up before the linear decay")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
+    max_grad_norm: float = _f(1.0, "clip gradients to this norm (0: no clipping)")
+    accum_steps: int = _f(1, "batches accumulated per optimizer step")
+    bf16: bool = _f(False, "bfloat16 autocast (GPUs with bf16, recent CPUs)")
+    max_length: int = _f(128, "truncate pairs to this many tokens")
+    group_by_length: bool = _f(True, "batch pairs of similar length together (less padding)")
+    eval_batch_size: int = _f(128, "pairs per batch when evaluating")
+    skip_bad_lines: bool = _f(False, "skip (and count) malformed lines instead of stopping")
+    out: str = _f("runs/afqmc", "run directory (metrics.json, best/, last/, checkpoints/)")
+    seed: int = _f(42, "random seed (head init, dropout, data order)")
+    resume: bool = _f(False, "continue from the newest complete checkpoint in --out")
+    save_every_steps: int = _f(0, "also checkpoint every N optimizer steps (0: at epoch ends only)")
+    max_steps: int = _f(0, "stop after N optimizer steps in total (0: no limit)")
+    device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    log_interval: int = _f(100, "print the loss line every N batches (0: never)")
+    quiet: bool = _f(False, "only warnings and errors on the console (train.log keeps everything)")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "accum_steps", "max_length", "eval_batch_size", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        for name in ("save_every_steps", "max_steps", "log_interval", "weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must not be negative")
+        if self.lr is not None and not self.lr > 0:
+            raise UserError(f"--lr must be positive (got {self.lr})")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if len(self.label_list) < 2 or len(set(self.label_list)) != len(self.label_list):
+            raise UserError(f"--labels {self.labels!r}: need at least two distinct comma-separated values")
+        if self.scratch_size not in SCRATCH_SIZES:
+            raise UserError(f"--scratch-size must be one of {', '.join(SCRATCH_SIZES)}")
+
+    @property
+    def label_list(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in self.labels.split(",") if x.strip())
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (5e-4 if self.model == "scratch" else 2e-5)
+
+
+RESUME_MAY_DIFFER = ("out", "resume", "device", "quiet", "log_interval", "save_every_steps",
+                     "eval_batch_size", "skip_bad_lines", "train_file", "dev_file")

@@ -1,0 +1,94 @@
+"""`afqmc eval` and `afqmc predict`: load a model directory, score or label pairs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from afqmc.data import Pair, PairBatches, encode, length_sorted_batches, read_pairs
+from afqmc.modeldir import load_model_dir
+from afqmc.train import class_names
+from shared.checkpoint import write_bytes
+from shared.errors import UserError
+from shared.loops import evaluate, predict_proba
+from shared.metrics import report_text, single_class_warning
+from shared.runtime import select_device
+
+log = logging.getLogger("pairtrain")
+
+
+def _probabilities(model: nn.Module, tokenizer: Any, pairs: list[Pair], max_length: int,
+                   batch_size: int, device: torch.device) -> np.ndarray:
+    """(N, C) probabilities in input order (batches are length-sorted for speed)."""
+    features = encode(tokenizer, pairs, max_length)
+    order = length_sorted_batches(features, batch_size)
+    probs = predict_proba(model.to(device), PairBatches(features, None, order, tokenizer.pad_token_id),
+                          device=device)
+    out = np.empty_like(probs)
+    out[np.concatenate(order)] = probs
+    return out
+
+
+def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device_name: str,
+             skip_bad: bool) -> dict[str, Any]:
+    tokenizer, model, labels = load_model_dir(model_dir)
+    pairs = read_pairs(file, labels, need_label=True, skip_bad=skip_bad)
+    device = select_device(device_name)
+    features = encode(tokenizer, pairs, max_length)
+    batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, batch_size),
+                          tokenizer.pad_token_id)
+    metrics = evaluate(model.to(device), batches, nn.CrossEntropyLoss(), device=device,
+                       num_classes=len(labels))
+    names = class_names(tuple(labels))
+    probs = _probabilities(model, tokenizer, pairs, max_length, batch_size, device)
+    y_true = np.array([p.label for p in pairs])
+    log.info(report_text(metrics, names, y_true, probs.argmax(1)))
+    log.info(f"loss: {metrics['loss']:.6f}")
+    if (warning := single_class_warning(metrics, names)):
+        log.warning(warning)
+    return metrics
+
+
+def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, max_length: int,
+                     device_name: str, skip_bad: bool) -> None:
+    """CLUE submission format: one ``{"id": int, "label": str}`` per input record, in order."""
+    out = Path(output)
+    if out.is_dir():
+        raise UserError(f"--output {out}: is a directory, expected a file name")
+    if not out.parent.is_dir():
+        raise UserError(f"--output {out}: folder {out.parent} does not exist")
+    tokenizer, model, labels = load_model_dir(model_dir)
+    pairs = read_pairs(file, labels, need_label=False, skip_bad=skip_bad)
+    probs = _probabilities(model, tokenizer, pairs, max_length, batch_size, select_device(device_name))
+    pred = probs.argmax(1)
+    lines = [json.dumps({"id": p.id if p.id is not None else p.index, "label": labels[k]}, ensure_ascii=False)
+             for p, k in zip(pairs, pred)]
+    write_bytes(out, ("\n".join(lines) + "\n").encode("utf-8"))  # atomic: never half-written
+    counts = np.bincount(pred, minlength=len(labels))
+    log.info(f"wrote {len(lines)} predictions to {out} ("
+             + ", ".join(f"label {lab}: {c}" for lab, c in zip(labels, counts)) + ")")
+    if len(pairs) > 1 and (counts > 0).sum() == 1:
+        log.warning(f"WARNING: every pair was predicted as label {labels[int(counts.argmax())]}")
+    labelled = [p for p in pairs if p.label is not None]
+    if len(labelled) == len(pairs):
+        acc = float(np.mean([k == p.label for p, k in zip(pairs, pred)]))
+        log.info(f"the file is labelled: accuracy {100 * acc:.2f}%")
+
+
+def run_predict_pair(model_dir: str, sentence1: str, sentence2: str, max_length: int,
+                     device_name: str) -> dict[str, Any]:
+    if not sentence1.strip() or not sentence2.strip():
+        raise UserError("--pair: both sentences must be non-empty")
+    tokenizer, model, labels = load_model_dir(model_dir)
+    probs = _probabilities(model, tokenizer, [Pair(0, None, sentence1, sentence2, None)], max_length, 1,
+                           select_device(device_name))[0]
+    k = int(probs.argmax())
+    name = class_names(tuple(labels))[k]
+    log.info(f"label: {labels[k]} ({name})  probability: {probs[k]:.4f}")
+    return {"label": labels[k], "probability": float(probs[k])}

@@ -1,0 +1,130 @@
+"""`afqmc train`: setup -> fit, evaluating on the dev file every epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from afqmc import LABEL_NAMES
+from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
+from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
+from afqmc.modeldir import from_source, save_model_dir
+from shared.checkpoint import write_json
+from shared.loops import TrainState, evaluate, train_one_epoch
+from shared.metrics import single_class_warning
+from shared.rundir import RunDir, prepare_run_dir, setup_logging
+from shared.runtime import seed_everything, select_device
+from shared.training import resume_or_start, save_checkpoint
+
+log = logging.getLogger("pairtrain")
+
+
+def class_names(labels: tuple[str, ...]) -> list[str]:
+    return [LABEL_NAMES.get(lab, lab) if labels == ("0", "1") else lab for lab in labels]
+
+
+def optimizer_for(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]  # biases, LayerNorm
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def main(cfg: TrainConfig) -> dict[str, Any]:
+    run = prepare_run_dir(cfg.out, cfg.resume)
+    setup_logging(run.log_file, cfg.quiet)
+    device = select_device(cfg.device)
+    log.info(f"Using {device} device")
+    train_pairs = read_pairs(cfg.train_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
+    dev_pairs = read_pairs(cfg.dev_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
+    log.info(f"data: {len(train_pairs)} training pairs ({cfg.train_file}), {len(dev_pairs)} dev pairs")
+    seed_everything(cfg.seed)
+    texts = (s for p in train_pairs for s in (p.sentence1, p.sentence2))
+    tokenizer, model = from_source(cfg.model, cfg.label_list, texts, cfg.scratch_size, cfg.vocab_size,
+                                   cfg.max_length)
+    return fit(cfg, run, device, tokenizer, model, train_pairs, dev_pairs)
+
+
+def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, model: nn.Module,
+        train_pairs: list, dev_pairs: list) -> dict[str, Any]:
+    model.to(device)
+    train_x, dev_x = encode(tokenizer, train_pairs, cfg.max_length), encode(tokenizer, dev_pairs, cfg.max_length)
+    train_y, dev_y = [p.label for p in train_pairs], [p.label for p in dev_pairs]
+    lengths = [len(f["input_ids"]) for f in train_x]
+    pad = tokenizer.pad_token_id
+    batches_per_epoch = -(-len(train_x) // cfg.batch_size)
+    steps_per_epoch = -(-batches_per_epoch // cfg.accum_steps)
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    optimizer = optimizer_for(model, cfg.learning_rate, cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    config = dataclasses.asdict(cfg)
+    state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
+    dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size), pad)
+    names = class_names(cfg.label_list)
+    autocast = torch.bfloat16 if cfg.bf16 else None
+    log.info(f"{len(train_x)} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
+             f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}")
+
+    def checkpoint(s: TrainState) -> None:
+        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0:
+            save_checkpoint(run, model, optimizer, scheduler, s, config)
+
+    metrics: dict[str, Any] = {}
+    while state.epoch < cfg.epochs and state.global_step < total_steps:
+        started = time.perf_counter()
+        log.info(f"Epoch {state.epoch + 1}/{cfg.epochs}")
+        order = (length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch) if cfg.group_by_length
+                 else _shuffled_batches(len(train_x), cfg.batch_size, cfg.seed, state.epoch))
+        batches = PairBatches(train_x, train_y, order, pad, skip=state.step_in_epoch * cfg.accum_steps)
+        train = train_one_epoch(
+            model, batches, nn.CrossEntropyLoss(), optimizer, state, device=device, scheduler=scheduler,
+            max_grad_norm=cfg.max_grad_norm or None, accum_steps=cfg.accum_steps, autocast_dtype=autocast,
+            log_interval=cfg.log_interval, dataset_size=len(train_x), num_batches=len(order),
+            max_steps=total_steps, on_step=checkpoint, progress=not cfg.quiet)
+        train_seconds = time.perf_counter() - started
+        metrics = evaluate(model, dev_batches, nn.CrossEntropyLoss(), device=device,
+                           num_classes=len(cfg.label_list), autocast_dtype=autocast, progress=not cfg.quiet)
+        log.info(f"Dev: accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {metrics['macro_f1']:.4f}, "
+                 f"avg loss {metrics['loss']:.6f}")
+        if (warning := single_class_warning(metrics, names)):
+            log.warning(warning)
+        state.train_seconds += time.perf_counter() - started
+        state.history.append({"epoch": state.epoch + 1, "step": state.global_step, **train,
+                              "train_pairs_per_second": train["train_samples"] / max(train_seconds, 1e-9),
+                              "dev_loss": metrics["loss"], "dev_accuracy": metrics["accuracy"],
+                              "dev_macro_f1": metrics["macro_f1"], "seconds": state.train_seconds})
+        if state.best_metric is None or metrics["accuracy"] > state.best_metric:
+            state.best_metric, state.best_epoch = metrics["accuracy"], state.epoch + 1
+            save_model_dir(run.best, model, tokenizer)
+        save_model_dir(run.last, model, tokenizer)
+        state.epoch += 1
+        state.step_in_epoch = 0
+        save_checkpoint(run, model, optimizer, scheduler, state, config)
+        write_metrics(run, cfg, state, metrics, names)
+    log.info("Done!")
+    return metrics
+
+
+def _shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def write_metrics(run: RunDir, cfg: TrainConfig, state: TrainState, final: dict[str, Any],
+                  names: list[str]) -> None:
+    write_json(run.metrics, {
+        "dev_accuracy": final["accuracy"], "dev_macro_f1": final["macro_f1"], "dev_loss": final["loss"],
+        "single_class_prediction": final["single_class_prediction"],
+        "best_dev_accuracy": state.best_metric, "best_epoch": state.best_epoch,
+        "epochs_completed": state.epoch, "global_step": state.global_step,
+        "train_seconds": state.train_seconds, "confusion_matrix": final["confusion_matrix"],
+        "classes": names, "history": state.history, "config": dataclasses.asdict(cfg),
+    })

@@ -1,0 +1,166 @@
+import json
+
+import pytest
+import torch
+
+from afqmc.cli import main
+from afqmc.data import PairStream, length_grouped_batches, read_pairs
+from afqmc.model import BertForPairwiseCLS
+from afqmc.modeldir import load_model_dir, save_model_dir
+from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
+from conftest import run_cli
+from shared.checkpoint import load_whole_model, save_whole_model
+from shared.errors import UserError
+
+
+@pytest.fixture
+def pair_files(tmp_path):
+    train = write_jsonl(tmp_path / "train.json", make_pairs(160, 0))
+    dev = write_jsonl(tmp_path / "dev.json", make_pairs(40, 1))
+    test = write_jsonl(tmp_path / "test.json", make_pairs(25, 2), drop_label=True, ids=True)
+    return train, dev, test
+
+
+def test_train_eval_predict_with_local_model(pair_files, tmp_path):
+    train, dev, test = pair_files
+    base = make_tiny_bert(tmp_path / "tiny-bert")
+    out = tmp_path / "run"
+    r = run_cli("afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
+                "--out", str(out), "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--log-interval", "5")
+    assert r.returncode == 0, r.stderr
+    assert "Epoch 1/2" in r.stdout and "Dev: accuracy" in r.stdout and "Done!" in r.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0 <= m["dev_accuracy"] <= 1 and 0 <= m["dev_macro_f1"] <= 1
+    assert len(m["history"]) == 2 and m["global_step"] == 20
+    for d in ("best", "last"):
+        names = {p.name for p in (out / d).iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "MANIFEST.json"} <= names
+
+    r = run_cli("afqmc", "eval", "--model-dir", str(out / "last"), "--file", str(dev))
+    assert r.returncode == 0, r.stderr
+    assert f"accuracy: {100 * m['dev_accuracy']:.2f}%" in r.stdout  # reproduces the run's number
+    assert "confusion matrix" in r.stdout and "same meaning" in r.stdout
+
+    pred = tmp_path / "pred.json"
+    r = run_cli("afqmc", "predict", "--model-dir", str(out / "best"), "--file", str(test), "--output", str(pred))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in pred.read_text().splitlines()]
+    assert [row["id"] for row in rows] == list(range(1000, 1025))
+    assert all(row["label"] in ("0", "1") for row in rows) and "accuracy" not in r.stdout
+
+    r = run_cli("afqmc", "predict", "--model-dir", str(out / "best"), "--pair", "花呗怎么还款", "花呗如何还款")
+    assert r.returncode == 0, r.stderr
+    assert "label: " in r.stdout and "probability: " in r.stdout
+
+    r = run_cli("afqmc", "eval", "--model-dir", str(out / "best"), "--file", str(test))
+    assert r.returncode == 2 and "test.json:1: missing field 'label'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_scratch_model_trains_offline(pair_files, tmp_path, capsys):
+    train, dev, _ = pair_files
+    rc = main(["train", "--train-file", str(train), "--dev-file", str(dev), "--model", "scratch",
+               "--scratch-size", "tiny", "--out", str(tmp_path / "s"), "--epochs", "1", "--batch-size", "32"])
+    assert rc == 0, capsys.readouterr().err
+    tok, model, labels = load_model_dir(tmp_path / "s" / "best")
+    assert labels == ["0", "1"] and model.config.num_hidden_layers == 2
+    assert tok.convert_ids_to_tokens(tok("花呗", "还款")["input_ids"]) == ["[CLS]", "花", "呗", "[SEP]", "还", "款", "[SEP]"]
+
+
+def test_save_pretrained_round_trip_identical_logits(tmp_path):
+    base = make_tiny_bert(tmp_path / "tiny")
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(base)
+    model = BertForPairwiseCLS.from_pretrained(base, num_labels=3).eval()
+    save_model_dir(tmp_path / "saved", model, tok)
+    tok2, back, labels = load_model_dir(tmp_path / "saved")
+    enc = tok(["花呗还款", "借款"], ["怎么还款", "利息"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**enc).logits, back(**tok2(["花呗还款", "借款"], ["怎么还款", "利息"],
+                                                             padding=True, return_tensors="pt")).logits)
+    assert len(labels) == 3 and model.classifier.out_features == 3
+    # Whole-model pickle through shared's safe API.
+    save_whole_model(model, tmp_path / "whole.pth")
+    with pytest.raises(UserError, match="trusted"):
+        load_whole_model(tmp_path / "whole.pth")
+    again = load_whole_model(tmp_path / "whole.pth", trusted=True).eval()
+    with torch.no_grad():
+        assert torch.equal(again(**enc).logits, model(**enc).logits)
+
+
+BAD_LINES = [
+    (b'{"sentence1": "a", "sentence2": "b", "label": "0"\n', "invalid JSON"),
+    (b'[1, 2]\n', "expected a JSON object, found list"),
+    (b'42\n', "expected a JSON object, found int"),
+    (b'{"sentence2": "b", "label": "0"}\n', "missing field 'sentence1'"),
+    (b'{"sentence1": " ", "sentence2": "b", "label": "0"}\n', "field 'sentence1' is empty"),
+    (b'{"sentence1": "a", "sentence2": 7, "label": "0"}\n', "'sentence2' must be a string, found int"),
+    (b'{"sentence1": "a", "sentence2": "b", "label": "2"}\n', "unknown label '2'"),
+    (b'{"sentence1": "a", "sentence2": "b", "label": true}\n', "'label' must be a string or integer"),
+    (b'{"sentence1": "\xff\xfe", "sentence2": "b", "label": "0"}\n', "invalid UTF-8"),
+    (b'{"sentence1": "a", "sentence2": "b"}\n', "missing field 'label'"),
+]
+
+
+@pytest.mark.parametrize("bad,message", BAD_LINES)
+def test_bad_lines_name_file_and_line(tmp_path, bad, message):
+    good = '{"sentence1": "花呗", "sentence2": "还款", "label": "1"}\n'.encode()
+    path = tmp_path / "d.json"
+    path.write_bytes(good + b"\n" + bad + good)
+    with pytest.raises(UserError, match=rf"d\.json:3: .*{message[:20]}"):
+        read_pairs(path)
+    kept = read_pairs(path, skip_bad=True)
+    assert len(kept) == 2
+
+
+def test_bad_line_through_cli(tmp_path, capsys, pair_files):
+    train, dev, _ = pair_files
+    (tmp_path / "bad.json").write_bytes(train.read_bytes() + b"[1]\n")
+    rc = main(["train", "--train-file", str(tmp_path / "bad.json"), "--dev-file", str(dev), "--model", "scratch",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.json:161: expected a JSON object" in err and "Traceback" not in err
+
+
+def test_bom_crlf_blank_lines_and_integer_labels(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_bytes(b'\xef\xbb\xbf{"sentence1": "a", "sentence2": "b", "label": 1}\r\n\r\n'
+                     b'{"sentence1": "c", "sentence2": "d", "label": "0", "id": "7"}\r\n')
+    pairs = read_pairs(path)
+    assert [(p.sentence1, p.label, p.id, p.index) for p in pairs] == [("a", 1, None, 0), ("c", 0, 7, 1)]
+    with pytest.raises(UserError, match="empty"):
+        (tmp_path / "e.json").write_bytes(b"\n\n")
+        read_pairs(tmp_path / "e.json")
+    with pytest.raises(UserError, match="is a directory"):
+        read_pairs(tmp_path)
+
+
+def test_unknown_model_name_explains_offline_options(pair_files, tmp_path):
+    train, dev, _ = pair_files
+    r = run_cli("afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model",
+                "no-such/model-xyz", "--out", str(tmp_path / "o"), env={"HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2 and "--model no-such/model-xyz" in r.stderr and "--model scratch" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stream_reads_every_record_once(tmp_path, workers):
+    path = write_jsonl(tmp_path / "s.json", make_pairs(53, 3))
+    loader = torch.utils.data.DataLoader(PairStream(path), batch_size=4, num_workers=workers,
+                                         collate_fn=lambda b: [p.index for p in b])
+    seen = [i for batch in loader for i in batch]
+    assert sorted(seen) == list(range(53))
+
+
+def test_length_grouped_batches_cover_once_and_cut_padding():
+    import random
+    rng = random.Random(0)
+    lengths = [rng.randint(10, 80) for _ in range(3200)]
+    batches = length_grouped_batches(lengths, 32, seed=1, epoch=0)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(3200))
+    assert batches != length_grouped_batches(lengths, 32, seed=1, epoch=1)
+    assert batches == length_grouped_batches(lengths, 32, seed=1, epoch=0)
+    padded = sum(32 * max(lengths[i] for i in b) for b in batches)
+    random_batches = [list(range(i, i + 32)) for i in range(0, 3200, 32)]
+    padded_random = sum(32 * max(lengths[i] for i in b) for b in random_batches)
+    assert padded < 0.75 * padded_random
