@@ -90,8 +90,10 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
             log_interval=cfg.log_interval, dataset_size=len(train_x), num_batches=len(order),
             max_steps=total_steps, on_step=checkpoint, progress=not cfg.quiet)
         train_seconds = time.perf_counter() - started
+        eval_started = time.perf_counter()
         metrics = evaluate(model, dev_batches, nn.CrossEntropyLoss(), device=device,
                            num_classes=len(cfg.label_list), autocast_dtype=autocast, progress=not cfg.quiet)
+        eval_seconds = time.perf_counter() - eval_started
         log.info(f"Dev: accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {metrics['macro_f1']:.4f}, "
                  f"avg loss {metrics['loss']:.6f}")
         if (warning := single_class_warning(metrics, names)):
@@ -99,16 +101,21 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
         state.train_seconds += time.perf_counter() - started
         state.history.append({"epoch": state.epoch + 1, "step": state.global_step, **train,
                               "train_pairs_per_second": train["train_samples"] / max(train_seconds, 1e-9),
+                              "dev_pairs_per_second": metrics["n"] / max(eval_seconds, 1e-9),
                               "dev_loss": metrics["loss"], "dev_accuracy": metrics["accuracy"],
                               "dev_macro_f1": metrics["macro_f1"], "seconds": state.train_seconds})
         if state.best_metric is None or metrics["accuracy"] > state.best_metric:
             state.best_metric, state.best_epoch = metrics["accuracy"], state.epoch + 1
             save_model_dir(run.best, model, tokenizer)
         save_model_dir(run.last, model, tokenizer)
-        state.epoch += 1
-        state.step_in_epoch = 0
+        finished = state.step_in_epoch >= steps_per_epoch  # else --max-steps stopped it mid-epoch
+        if finished:
+            state.epoch += 1
+            state.step_in_epoch = 0
         save_checkpoint(run, model, optimizer, scheduler, state, config)
         write_metrics(run, cfg, state, metrics, names)
+        if not finished:
+            break
     log.info("Done!")
     return metrics
 

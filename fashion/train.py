@@ -113,10 +113,14 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
             state.best_metric, state.best_epoch = metrics["accuracy"], state.epoch + 1
             save_model_dir(run.best, model, cfg.arch, cfg.dropout, cfg.normalize)
         save_model_dir(run.last, model, cfg.arch, cfg.dropout, cfg.normalize)
-        state.epoch += 1
-        state.step_in_epoch = 0
+        finished = state.step_in_epoch >= steps_per_epoch  # else --max-steps stopped it mid-epoch
+        if finished:
+            state.epoch += 1
+            state.step_in_epoch = 0
         save_checkpoint(run, model, optimizer, scheduler, state, config)
         write_metrics(run, cfg, state, metrics)
+        if not finished:
+            break
     log.info("Done!")
     return metrics
 

@@ -42,7 +42,7 @@ def build_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, schedul
         "state": dataclasses.asdict(state),
         "config": config,
         "extra": extra or {},
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
 
 

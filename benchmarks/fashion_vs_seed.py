@@ -1,0 +1,65 @@
+"""`fashion train` vs the tutorial's seed_fashion.py on the real data, side by side, alternating.
+
+The seed program needs torchvision, which does not import beside the CPU torch 2.13 build, so it
+runs in its own environment:
+
+    python -m venv /tmp/seed-env
+    /tmp/seed-env/bin/pip install torch==2.14.1 torchvision==0.29.1
+    python benchmarks/fashion_vs_seed.py --seed-python /tmp/seed-env/bin/python [--repeats 2]
+
+Reports whole-process wall time and test accuracy of (a) the default recipe and (b) the tutorial
+recipe at the seed's batch size (64, 3 epochs), which isolates the loop's own speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from common import REPO, need_reference, timed
+
+TUTORIAL_RECIPE = ["--arch", "tutorial", "--epochs", "3", "--batch-size", "64", "--lr", "1e-3",
+                   "--schedule", "constant", "--no-normalize", "--no-shuffle"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed-python", required=True, help="a python with torchvision installed")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    data = need_reference("data", "fashion-mnist")
+    seed_script = need_reference("baselines", "seed_fashion.py")
+    work = Path(tempfile.mkdtemp(prefix="fashion-bench-"))
+    raw = work / "FashionMNIST" / "raw"  # torchvision's layout; it finds the .gz files and unpacks them
+    raw.mkdir(parents=True)
+    for f in data.glob("*.gz"):
+        (raw / f.name).symlink_to(f)
+    rows: dict[str, list[tuple[float, float]]] = {"seed": [], "default": [], "tutorial-recipe": []}
+    for i in range(args.repeats):
+        secs, out = timed([args.seed_python, str(seed_script), str(work)], cwd=work)
+        rows["seed"].append((secs, float(re.search(r"accuracy=([\d.]+)", out).group(1)) / 100))
+        for name, extra in (("default", []), ("tutorial-recipe", TUTORIAL_RECIPE)):
+            out_dir = work / f"{name}-{i}"
+            secs, _ = timed([sys.executable, "-m", "fashion", "train", "--data-dir", str(data), "--out",
+                             str(out_dir), "--no-download", "--quiet", *extra], cwd=REPO)
+            m = json.loads((out_dir / "metrics.json").read_text())
+            rows[name].append((secs, m["test_accuracy"]))
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f}s {100 * v[-1][1]:.2f}%" for k, v in rows.items()),
+              flush=True)
+    seed_s = statistics.median(s for s, _ in rows["seed"])
+    print(f"\n{'run':<16}{'median wall s':>14}{'accuracy %':>22}{'time / seed':>13}")
+    for k, v in rows.items():
+        med = statistics.median(s for s, _ in v)
+        accs = ", ".join(f"{100 * a:.2f}" for _, a in v)
+        print(f"{k:<16}{med:>14.1f}{accs:>22}{med / seed_s:>13.2f}")
+    print(f"\ndefault recipe: {seed_s / statistics.median(s for s, _ in rows['default']):.2f}x faster than "
+          f"the seed (target >= 2.0x with >= 89.0% accuracy)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Real interruptions: SIGKILL a training process at seeded random moments (including inside a
+checkpoint write, widened by a test-only delay), resume, and compare bit for bit with a run that
+was never interrupted."""
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
+from conftest import REPO, run_cli
+from shared.checkpoint import load_weights
+
+
+def _newest_step(out: Path) -> int:
+    ckpts = out / "checkpoints"
+    steps = [int(p.name[5:]) for p in ckpts.glob("step-*")] if ckpts.is_dir() else []
+    return max(steps, default=0)
+
+
+def _kill_at(args: list[str], out: Path, after_step: int, extra_wait: float, delay: str) -> bool:
+    """Start training, SIGKILL it once checkpoint ``after_step`` exists (+ ``extra_wait`` s).
+    Returns False if the run finished before the kill."""
+    env = {**os.environ, "PAIRTRAIN_TEST_SAVE_DELAY": delay}
+    p = subprocess.Popen([sys.executable, "-m", *args, "--out", str(out)], cwd=REPO, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while p.poll() is None and _newest_step(out) < after_step and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(extra_wait)
+    if p.poll() is not None:
+        return False
+    p.kill()
+    p.wait()
+    return True
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_weights(a / "last" / "model.safetensors"), load_weights(b / "last" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, trials: int, seed: int) -> None:
+    ref = tmp_path / "reference"
+    r = run_cli(*args, "--out", str(ref))
+    assert r.returncode == 0, r.stderr
+    rng = random.Random(seed)
+    killed = 0
+    for trial in range(trials):
+        out = tmp_path / f"killed-{trial}"
+        if _kill_at(args, out, rng.randint(1, total_steps - 2), rng.uniform(0.0, 0.25), "0.15"):
+            killed += 1
+        r = run_cli(*args, "--out", str(out), "--resume")
+        assert r.returncode == 0, r.stderr
+        assert "resumed from" in (out / "train.log").read_text()  # it continued, it did not start over
+        assert "skipping unusable checkpoint" not in r.stderr  # a kill never leaves a bad step-* dir
+        _assert_same_weights(ref, out)
+    assert killed >= 1
+
+
+def test_fashion_sigkill_and_resume_is_bit_identical(fashion_dir, tmp_path):
+    args = ["fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "3", "--batch-size", "32",
+            "--save-every-steps", "2", "--no-download", "--log-interval", "0", "--quiet"]
+    _kill_resume_compare(args, tmp_path, total_steps=30, trials=3, seed=20261126)
+
+
+def test_afqmc_sigkill_and_resume_is_bit_identical(tmp_path):
+    train = write_jsonl(tmp_path / "train.json", make_pairs(96, 0))
+    dev = write_jsonl(tmp_path / "dev.json", make_pairs(24, 1))
+    base = make_tiny_bert(tmp_path / "tiny")
+    args = ["afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
+            "--epochs", "2", "--batch-size", "16", "--save-every-steps", "2", "--lr", "1e-3", "--quiet"]
+    _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=7)
+
+
+def test_resume_on_empty_directory_starts_fresh(fashion_dir, tmp_path):
+    r = run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "1", "--out",
+                str(tmp_path / "new"), "--resume", "--no-download")
+    assert r.returncode == 0, r.stderr
+    assert "no complete checkpoint" in r.stdout and "starting a fresh run" in r.stdout
+
+
+def test_resume_with_changed_settings_is_refused(fashion_dir, tmp_path):
+    out = str(tmp_path / "r")
+    assert run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "1", "--out", out,
+                   "--no-download").returncode == 0
+    r = run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "1", "--out", out,
+                "--no-download", "--resume", "--lr", "0.5")
+    assert r.returncode == 2 and "lr" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "1", "--out", out, "--no-download")
+    assert r.returncode == 2 and "already holds a run" in r.stderr
