@@ -19,11 +19,12 @@ class TrainConfig:
     arch: Literal["mlp", "tutorial", "cnn"] = _f(
         "mlp", "mlp: tutorial layers, dropout on hidden layers; tutorial: the exact tutorial stack; cnn")
     epochs: int = _f(8, "passes over the training set")
-    batch_size: int = _f(256, "examples per optimizer step")
-    lr: float = _f(3e-3, "peak learning rate (one-cycle) or the constant rate")
+    batch_size: int = _f(512, "examples per optimizer step")
+    lr: float = _f(4e-3, "peak learning rate (one-cycle) or the constant rate")
     schedule: Literal["onecycle", "constant"] = _f("onecycle", "learning-rate schedule (per step)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     dropout: float = _f(0.2, "dropout probability (mlp and cnn)")
+    bf16: bool = _f(False, "bfloat16 autocast: much faster on GPUs and CPUs with AVX512-BF16/AMX")
     normalize: bool = _f(True, "standardise pixels with the training set's mean/std")
     shuffle: bool = _f(True, "reshuffle the training set every epoch (the tutorial does not)")
     loader: Literal["tensor", "iterable"] = _f(

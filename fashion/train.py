@@ -85,6 +85,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     iterable = FashionIterable(x.cpu(), y.cpu(), cfg.seed, cfg.shuffle) if cfg.loader == "iterable" else None
     test_batches = TensorBatches(test_x, test_y, 1000, torch.arange(len(test_x)))
     loss_fn = nn.CrossEntropyLoss()
+    autocast = torch.bfloat16 if cfg.bf16 else None
     max_steps = cfg.max_steps or None
 
     def checkpoint(s: TrainState) -> None:
@@ -99,9 +100,9 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
             model, train_batches(cfg, x, y, state.epoch, state.step_in_epoch, iterable), loss_fn,
             optimizer, state, device=device, scheduler=scheduler, log_interval=cfg.log_interval,
             dataset_size=len(x), num_batches=steps_per_epoch, max_steps=max_steps, on_step=checkpoint,
-            progress=not cfg.quiet)
+            progress=not cfg.quiet, autocast_dtype=autocast)
         metrics = evaluate(model, test_batches, loss_fn, device=device, num_classes=len(CLASSES),
-                           progress=not cfg.quiet)
+                           progress=not cfg.quiet, autocast_dtype=autocast)
         log.info(format_test_line(metrics))
         if (warning := single_class_warning(metrics, CLASSES)):
             log.warning(warning)
