@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model and write a run directory")
     add_dataclass_args(train, TrainConfig)
+    train.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model-dir", required=True,

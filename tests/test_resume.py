@@ -96,3 +96,37 @@ def test_resume_with_changed_settings_is_refused(fashion_dir, tmp_path):
     assert r.returncode == 2 and "lr" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "1", "--out", out, "--no-download")
     assert r.returncode == 2 and "already holds a run" in r.stderr
+
+
+@pytest.mark.parametrize("where", ["empty", "header", "middle", "tail", "manifest"])
+def test_corrupt_newest_checkpoint_falls_back(fashion_dir, tmp_path, where):
+    args = ["fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "2", "--batch-size", "64",
+            "--save-every-steps", "3", "--no-download", "--log-interval", "0"]
+    ref = tmp_path / "ref"
+    assert run_cli(*args, "--out", str(ref)).returncode == 0
+    out = tmp_path / "run"
+    assert run_cli(*args, "--out", str(out), "--max-steps", "4").returncode == 0  # newest: step 4, older: 3
+    newest = out / "checkpoints" / "step-0000000004"
+    blob = newest / "checkpoint.pt"
+    data = blob.read_bytes()
+    cut = {"empty": 0, "header": 20, "middle": len(data) // 2, "tail": len(data) - 10}
+    if where == "manifest":
+        (newest / "MANIFEST.json").write_text("{not json")
+    else:
+        blob.write_bytes(data[:cut[where]])
+    r = run_cli(*args, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "skipping unusable checkpoint" in r.stderr and "step-0000000004" in r.stderr
+    assert "resumed from" in r.stdout and "step-0000000003" in r.stdout
+    _assert_same_weights(ref, out)
+
+
+def test_all_checkpoints_corrupt_starts_fresh(fashion_dir, tmp_path):
+    args = ["fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "1", "--no-download"]
+    out = tmp_path / "run"
+    assert run_cli(*args, "--out", str(out)).returncode == 0
+    for ckpt in (out / "checkpoints").iterdir():
+        (ckpt / "checkpoint.pt").write_bytes(b"garbage")
+    r = run_cli(*args, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "skipping unusable checkpoint" in r.stderr and "starting a fresh run" in r.stdout
