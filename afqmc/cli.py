@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--batch-size", type=int, default=128)
     common.add_argument("--max-length", type=int, default=128)
     common.add_argument("--device", default="auto")
+    common.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="as in train: auto uses bf16 autocast where it is fast")
     common.add_argument("--skip-bad-lines", action="store_true")
     common.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
@@ -54,14 +56,15 @@ def _main(argv: Sequence[str]) -> int:
         raise UserError("--batch-size and --max-length must be at least 1")
     if args.command == "eval":
         infer.run_eval(args.model_dir, args.file, args.batch_size, args.max_length, args.device,
-                       args.skip_bad_lines)
+                       args.skip_bad_lines, args.precision)
     elif args.pair:
-        infer.run_predict_pair(args.model_dir, args.pair[0], args.pair[1], args.max_length, args.device)
+        infer.run_predict_pair(args.model_dir, args.pair[0], args.pair[1], args.max_length, args.device,
+                               args.precision)
     else:
         if not args.output:
             raise UserError("predict --file needs --output OUT.json")
         infer.run_predict_file(args.model_dir, args.file, args.output, args.batch_size, args.max_length,
-                               args.device, args.skip_bad_lines)
+                               args.device, args.skip_bad_lines, args.precision)
     return 0
 
 

@@ -31,7 +31,8 @@ class TrainConfig:
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     max_grad_norm: float = _f(1.0, "clip gradients to this norm (0: no clipping)")
     accum_steps: int = _f(1, "batches accumulated per optimizer step")
-    bf16: bool = _f(False, "bfloat16 autocast (GPUs with bf16, recent CPUs)")
+    precision: Literal["auto", "fp32", "bf16"] = _f(
+        "auto", "auto: bfloat16 autocast where it is fast (GPUs, CPUs with AVX512-BF16/AMX), else fp32")
     max_length: int = _f(128, "truncate pairs to this many tokens")
     group_by_length: bool = _f(True, "batch pairs of similar length together (less padding)")
     eval_batch_size: int = _f(128, "pairs per batch when evaluating")

@@ -18,25 +18,25 @@ from shared.checkpoint import write_bytes
 from shared.errors import UserError
 from shared.loops import evaluate, predict_proba
 from shared.metrics import report_text, single_class_warning
-from shared.runtime import select_device
+from shared.runtime import autocast_dtype, select_device
 
 log = logging.getLogger("pairtrain")
 
 
 def _probabilities(model: nn.Module, tokenizer: Any, pairs: list[Pair], max_length: int,
-                   batch_size: int, device: torch.device) -> np.ndarray:
+                   batch_size: int, device: torch.device, precision: str) -> np.ndarray:
     """(N, C) probabilities in input order (batches are length-sorted for speed)."""
     features = encode(tokenizer, pairs, max_length)
     order = length_sorted_batches(features, batch_size)
     probs = predict_proba(model.to(device), PairBatches(features, None, order, tokenizer.pad_token_id),
-                          device=device)
+                          device=device, autocast_dtype=autocast_dtype(device, precision))
     out = np.empty_like(probs)
     out[np.concatenate(order)] = probs
     return out
 
 
 def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device_name: str,
-             skip_bad: bool) -> dict[str, Any]:
+             skip_bad: bool, precision: str = "auto") -> dict[str, Any]:
     tokenizer, model, labels = load_model_dir(model_dir)
     pairs = read_pairs(file, labels, need_label=True, skip_bad=skip_bad)
     device = select_device(device_name)
@@ -44,11 +44,9 @@ def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device
     batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, batch_size),
                           tokenizer.pad_token_id)
     metrics = evaluate(model.to(device), batches, nn.CrossEntropyLoss(), device=device,
-                       num_classes=len(labels))
+                       num_classes=len(labels), autocast_dtype=autocast_dtype(device, precision))
     names = class_names(tuple(labels))
-    probs = _probabilities(model, tokenizer, pairs, max_length, batch_size, device)
-    y_true = np.array([p.label for p in pairs])
-    log.info(report_text(metrics, names, y_true, probs.argmax(1)))
+    log.info(report_text(metrics, names))
     log.info(f"loss: {metrics['loss']:.6f}")
     if (warning := single_class_warning(metrics, names)):
         log.warning(warning)
@@ -56,7 +54,7 @@ def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device
 
 
 def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, max_length: int,
-                     device_name: str, skip_bad: bool) -> None:
+                     device_name: str, skip_bad: bool, precision: str = "auto") -> None:
     """CLUE submission format: one ``{"id": int, "label": str}`` per input record, in order."""
     out = Path(output)
     if out.is_dir():
@@ -65,7 +63,8 @@ def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, ma
         raise UserError(f"--output {out}: folder {out.parent} does not exist")
     tokenizer, model, labels = load_model_dir(model_dir)
     pairs = read_pairs(file, labels, need_label=False, skip_bad=skip_bad)
-    probs = _probabilities(model, tokenizer, pairs, max_length, batch_size, select_device(device_name))
+    probs = _probabilities(model, tokenizer, pairs, max_length, batch_size, select_device(device_name),
+                           precision)
     pred = probs.argmax(1)
     lines = [json.dumps({"id": p.id if p.id is not None else p.index, "label": labels[k]}, ensure_ascii=False)
              for p, k in zip(pairs, pred)]
@@ -82,12 +81,12 @@ def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, ma
 
 
 def run_predict_pair(model_dir: str, sentence1: str, sentence2: str, max_length: int,
-                     device_name: str) -> dict[str, Any]:
+                     device_name: str, precision: str = "auto") -> dict[str, Any]:
     if not sentence1.strip() or not sentence2.strip():
         raise UserError("--pair: both sentences must be non-empty")
     tokenizer, model, labels = load_model_dir(model_dir)
     probs = _probabilities(model, tokenizer, [Pair(0, None, sentence1, sentence2, None)], max_length, 1,
-                           select_device(device_name))[0]
+                           select_device(device_name), precision)[0]
     k = int(probs.argmax())
     name = class_names(tuple(labels))[k]
     log.info(f"label: {labels[k]} ({name})  probability: {probs[k]:.4f}")

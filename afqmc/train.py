@@ -19,7 +19,7 @@ from shared.checkpoint import write_json
 from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
-from shared.runtime import seed_everything, select_device
+from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
 from shared.training import resume_or_start, save_checkpoint
 
 log = logging.getLogger("pairtrain")
@@ -29,11 +29,11 @@ def class_names(labels: tuple[str, ...]) -> list[str]:
     return [LABEL_NAMES.get(lab, lab) if labels == ("0", "1") else lab for lab in labels]
 
 
-def optimizer_for(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]  # biases, LayerNorm
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+def optimizer_for(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases, LayerNorm
+    return adamw([{"params": decay, "weight_decay": weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}], lr, weight_decay, device)
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
@@ -63,15 +63,16 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    optimizer = optimizer_for(model, cfg.learning_rate, cfg.weight_decay)
+    optimizer = optimizer_for(model, cfg.learning_rate, cfg.weight_decay, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     config = dataclasses.asdict(cfg)
     state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
     dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size), pad)
     names = class_names(cfg.label_list)
-    autocast = torch.bfloat16 if cfg.bf16 else None
+    autocast = autocast_dtype(device, cfg.precision)
     log.info(f"{len(train_x)} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
-             f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}")
+             f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}, "
+             f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
 
     def checkpoint(s: TrainState) -> None:
         if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0:

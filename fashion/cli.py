@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["test", "train"], default="test")
     ev.add_argument("--batch-size", type=int, default=1000)
     ev.add_argument("--no-download", dest="download", action="store_false")
+    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="as in train: auto uses bf16 autocast where it is fast")
+    ev.add_argument("--device", default="auto")
 
     pr = sub.add_parser("predict", parents=[common], help="classify PNG/JPEG images or .npy arrays")
     pr.add_argument("files", nargs="+", help="28x28 grayscale images (others are resized) or .npy arrays")
@@ -60,7 +63,7 @@ def _main(argv: Sequence[str]) -> int:
             from shared.errors import UserError
             raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
         infer.run_eval(args.model_dir, args.data_dir, args.split, args.batch_size, args.trust_pickle,
-                       args.download)
+                       args.download, args.precision, args.device)
     elif args.command == "predict":
         infer.run_predict(args.model_dir, args.files, args.trust_pickle, args.invert)
     else:

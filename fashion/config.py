@@ -23,8 +23,10 @@ class TrainConfig:
     lr: float = _f(4e-3, "peak learning rate (one-cycle) or the constant rate")
     schedule: Literal["onecycle", "constant"] = _f("onecycle", "learning-rate schedule (per step)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
-    dropout: float = _f(0.2, "dropout probability (mlp and cnn)")
-    bf16: bool = _f(False, "bfloat16 autocast: much faster on GPUs and CPUs with AVX512-BF16/AMX")
+    dropout: float = _f(0.0, "dropout probability (mlp and cnn); label smoothing regularises the default")
+    label_smoothing: float = _f(0.1, "cross-entropy label smoothing while training")
+    precision: Literal["auto", "fp32", "bf16"] = _f(
+        "auto", "auto: bfloat16 autocast where it is fast (GPUs, CPUs with AVX512-BF16/AMX), else fp32")
     normalize: bool = _f(True, "standardise pixels with the training set's mean/std")
     shuffle: bool = _f(True, "reshuffle the training set every epoch (the tutorial does not)")
     loader: Literal["tensor", "iterable"] = _f(
@@ -48,6 +50,8 @@ class TrainConfig:
             raise UserError(f"--lr must be positive (got {self.lr})")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
         for name in ("num_workers", "save_every_steps", "max_steps", "log_interval"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must not be negative")

@@ -19,6 +19,7 @@ from shared.checkpoint import (atomic_dir, load_weights, load_whole_model, save_
 from shared.errors import CheckpointError, UserError
 from shared.loops import evaluate, predict_proba
 from shared.metrics import format_test_line, report_text, single_class_warning
+from shared.runtime import autocast_dtype, select_device
 
 log = logging.getLogger("pairtrain")
 MODEL_FORMAT = "fashion-model/1"
@@ -61,17 +62,16 @@ def load_model(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Module,
 
 
 def run_eval(model_dir: str, data_dir: str, split: str, batch_size: int, trust_pickle: bool,
-             download: bool) -> dict[str, Any]:
+             download: bool, precision: str = "auto", device_name: str = "auto") -> dict[str, Any]:
     model, meta = load_model(model_dir, trust_pickle)
     images, labels = load_split(data_dir, split, allow_download=download)
     x, y = to_tensor(images, meta.get("normalize", True)), torch.from_numpy(labels)
     batches = TensorBatches(x, y, batch_size, torch.arange(len(x)))
-    metrics = evaluate(model, batches, nn.CrossEntropyLoss(), device=torch.device("cpu"),
-                       num_classes=len(CLASSES))
+    device = select_device(device_name)
+    metrics = evaluate(model.to(device), batches, nn.CrossEntropyLoss(), device=device,
+                       num_classes=len(CLASSES), autocast_dtype=autocast_dtype(device, precision))
     log.info(format_test_line(metrics))
-    with torch.no_grad():
-        pred = torch.cat([model(xb).argmax(-1) for xb, _ in batches]).numpy()
-    log.info(report_text(metrics, CLASSES, labels, pred))
+    log.info(report_text(metrics, CLASSES))
     warning = single_class_warning(metrics, CLASSES)
     if warning:
         log.warning(warning)

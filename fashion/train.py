@@ -21,7 +21,7 @@ from shared.checkpoint import write_json
 from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import format_test_line, single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
-from shared.runtime import seed_everything, select_device
+from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
 from shared.sharding import current_shard, shard_bounds, worker_init_fn
 from shared.training import resume_or_start, save_checkpoint
 
@@ -74,7 +74,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.dropout).to(device)
     x, y = x.to(device), y.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), cfg.lr, cfg.weight_decay, device)
     steps_per_epoch = _batches_per_epoch(cfg, len(x))
     scheduler = None
     if cfg.schedule == "onecycle":
@@ -84,8 +84,10 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
     iterable = FashionIterable(x.cpu(), y.cpu(), cfg.seed, cfg.shuffle) if cfg.loader == "iterable" else None
     test_batches = TensorBatches(test_x, test_y, 1000, torch.arange(len(test_x)))
-    loss_fn = nn.CrossEntropyLoss()
-    autocast = torch.bfloat16 if cfg.bf16 else None
+    train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss()  # reported test loss: plain cross-entropy, comparable to the tutorial's
+    autocast = autocast_dtype(device, cfg.precision)
+    log.info(f"precision: {'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
     max_steps = cfg.max_steps or None
 
     def checkpoint(s: TrainState) -> None:
@@ -97,7 +99,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
         started = time.perf_counter()
         log.info(f"Epoch {state.epoch + 1}\n-------------------------------")
         train = train_one_epoch(
-            model, train_batches(cfg, x, y, state.epoch, state.step_in_epoch, iterable), loss_fn,
+            model, train_batches(cfg, x, y, state.epoch, state.step_in_epoch, iterable), train_loss,
             optimizer, state, device=device, scheduler=scheduler, log_interval=cfg.log_interval,
             dataset_size=len(x), num_batches=steps_per_epoch, max_steps=max_steps, on_step=checkpoint,
             progress=not cfg.quiet, autocast_dtype=autocast)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -45,18 +45,20 @@ def single_class_warning(metrics: dict[str, Any], class_names: Sequence[str]) ->
             f"(macro-F1 {metrics['macro_f1']:.3f}). The model has not learnt to separate the classes.")
 
 
-def report_text(metrics: dict[str, Any], class_names: Sequence[str], y_true: np.ndarray | None = None,
-                y_pred: np.ndarray | None = None) -> str:
+def report_text(metrics: dict[str, Any], class_names: Sequence[str]) -> str:
     """Human-readable per-class table and confusion matrix with class names."""
+    width = max(12, *(len(c) for c in class_names)) + 1
+    pc = metrics["per_class"]
     lines = [f"accuracy: {100 * metrics['accuracy']:.2f}%  macro-F1: {metrics['macro_f1']:.4f}  "
-             f"(n={metrics['n']})", ""]
-    if y_true is not None and y_pred is not None:
-        lines.append(classification_report(y_true, y_pred, labels=list(range(len(class_names))),
-                                           target_names=list(class_names), digits=4, zero_division=0))
-    cm = metrics["confusion_matrix"]
-    width = max(8, *(len(c) for c in class_names)) + 1
-    lines.append("confusion matrix (rows: true, columns: predicted)")
-    lines.append(" " * width + "".join(f"{c[:width - 1]:>{width}}" for c in class_names))
-    for name, row in zip(class_names, cm):
+             f"(n={metrics['n']})", "",
+             f"{'':<{width}}{'precision':>10}{'recall':>10}{'f1-score':>10}{'support':>10}"]
+    for i, name in enumerate(class_names):
+        lines.append(f"{name:<{width}}{pc['precision'][i]:>10.4f}{pc['recall'][i]:>10.4f}{pc['f1'][i]:>10.4f}"
+                     f"{pc['support'][i]:>10d}")
+    lines.append(f"{'macro avg':<{width}}{metrics['macro_precision']:>10.4f}{metrics['macro_recall']:>10.4f}"
+                 f"{metrics['macro_f1']:>10.4f}{metrics['n']:>10d}")
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              " " * width + "".join(f"{c[:width - 1]:>{width}}" for c in class_names)]
+    for name, row in zip(class_names, metrics["confusion_matrix"]):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
     return "\n".join(lines)

@@ -61,3 +61,28 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"--device {name}: MPS is not available on this machine (use --device cpu or auto)")
     return device
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run natively (recent GPUs; CPUs with AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so guarded
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """``fp32`` -> None, ``bf16`` -> bfloat16, ``auto`` -> bfloat16 only where it is fast."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or bf16_is_fast(device):
+        return torch.bfloat16
+    return None
+
+
+def adamw(params: Any, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, with the fused single-kernel update where PyTorch has one (CPU, CUDA)."""
+    fused = True if device.type in ("cpu", "cuda") else None
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
