@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", parents=[common], help="accuracy, macro-F1, per-class report, confusion matrix")
     ev.add_argument("--file", required=True, help="labelled JSON Lines file")
+    ev.add_argument("--report", metavar="DIR", help="also write confusion.png, per_class.csv, report.md here")
 
     pr = sub.add_parser("predict", parents=[common], help="label a file (CLUE format) or one pair")
     what = pr.add_mutually_exclusive_group(required=True)
@@ -56,7 +57,7 @@ def _main(argv: Sequence[str]) -> int:
         raise UserError("--batch-size and --max-length must be at least 1")
     if args.command == "eval":
         infer.run_eval(args.model_dir, args.file, args.batch_size, args.max_length, args.device,
-                       args.skip_bad_lines, args.precision)
+                       args.skip_bad_lines, args.precision, args.report)
     elif args.pair:
         infer.run_predict_pair(args.model_dir, args.pair[0], args.pair[1], args.max_length, args.device,
                                args.precision)

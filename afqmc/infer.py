@@ -18,6 +18,7 @@ from shared.checkpoint import write_bytes
 from shared.errors import UserError
 from shared.loops import evaluate, predict_proba
 from shared.metrics import report_text, single_class_warning
+from shared.report import write_eval_report
 from shared.runtime import autocast_dtype, select_device
 
 log = logging.getLogger("pairtrain")
@@ -36,7 +37,7 @@ def _probabilities(model: nn.Module, tokenizer: Any, pairs: list[Pair], max_leng
 
 
 def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device_name: str,
-             skip_bad: bool, precision: str = "auto") -> dict[str, Any]:
+             skip_bad: bool, precision: str = "auto", report_dir: str | None = None) -> dict[str, Any]:
     tokenizer, model, labels = load_model_dir(model_dir)
     pairs = read_pairs(file, labels, need_label=True, skip_bad=skip_bad)
     device = select_device(device_name)
@@ -47,6 +48,8 @@ def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device
                        num_classes=len(labels), autocast_dtype=autocast_dtype(device, precision))
     names = class_names(tuple(labels))
     log.info(report_text(metrics, names))
+    if report_dir:
+        write_eval_report(Path(report_dir), metrics, names, f"{model_dir} on {file}")
     log.info(f"loss: {metrics['loss']:.6f}")
     if (warning := single_class_warning(metrics, names)):
         log.warning(warning)

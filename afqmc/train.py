@@ -20,7 +20,8 @@ from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
-from shared.training import resume_or_start, save_checkpoint
+from shared.report import write_run_report
+from shared.training import epoch_summary, finish_epoch, resume_or_start, save_checkpoint
 
 log = logging.getLogger("pairtrain")
 
@@ -90,33 +91,28 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
             max_grad_norm=cfg.max_grad_norm or None, accum_steps=cfg.accum_steps, autocast_dtype=autocast,
             log_interval=cfg.log_interval, dataset_size=len(train_x), num_batches=len(order),
             max_steps=total_steps, on_step=checkpoint, progress=not cfg.quiet)
-        train_seconds = time.perf_counter() - started
         eval_started = time.perf_counter()
         metrics = evaluate(model, dev_batches, nn.CrossEntropyLoss(), device=device,
                            num_classes=len(cfg.label_list), autocast_dtype=autocast, progress=not cfg.quiet)
         eval_seconds = time.perf_counter() - eval_started
-        log.info(f"Dev: accuracy {100 * metrics['accuracy']:.2f}%, macro-F1 {metrics['macro_f1']:.4f}, "
-                 f"avg loss {metrics['loss']:.6f}")
         if (warning := single_class_warning(metrics, names)):
             log.warning(warning)
-        state.train_seconds += time.perf_counter() - started
-        state.history.append({"epoch": state.epoch + 1, "step": state.global_step, **train,
-                              "train_pairs_per_second": train["train_samples"] / max(train_seconds, 1e-9),
-                              "dev_pairs_per_second": metrics["n"] / max(eval_seconds, 1e-9),
-                              "dev_loss": metrics["loss"], "dev_accuracy": metrics["accuracy"],
-                              "dev_macro_f1": metrics["macro_f1"], "seconds": state.train_seconds})
-        if state.best_metric is None or metrics["accuracy"] > state.best_metric:
-            state.best_metric, state.best_epoch = metrics["accuracy"], state.epoch + 1
-            save_model_dir(run.best, model, tokenizer)
-        save_model_dir(run.last, model, tokenizer)
-        finished = state.step_in_epoch >= steps_per_epoch  # else --max-steps stopped it mid-epoch
-        if finished:
-            state.epoch += 1
-            state.step_in_epoch = 0
+        seconds = time.perf_counter() - started
+        state.train_seconds += seconds
+        record = {"epoch": state.epoch + 1, "step": state.global_step, "lr": optimizer.param_groups[0]["lr"],
+                  **train, "dev_pairs_per_second": metrics["n"] / max(eval_seconds, 1e-9),
+                  "dev_loss": metrics["loss"], "dev_accuracy": metrics["accuracy"],
+                  "dev_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
+                  "epoch_seconds": seconds, "seconds": state.train_seconds}
+        log.info(epoch_summary(record, "dev"))
+        finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch,
+                                lambda path: save_model_dir(path, model, tokenizer))
         save_checkpoint(run, model, optimizer, scheduler, state, config)
         write_metrics(run, cfg, state, metrics, names)
         if not finished:
             break
+    write_run_report(run.root, "AFQMC sentence-pair run", config,
+                     {"training pairs": len(train_x), "dev pairs": len(dev_x)}, state, "dev", names)
     log.info("Done!")
     return metrics
 

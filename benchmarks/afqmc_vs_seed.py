@@ -47,7 +47,7 @@ def main() -> None:
                str(args.batch_size), "--max-steps", str(args.steps), "--lr", "2e-5", "--warmup-ratio", "0",
                "--out", str(out_dir), "--quiet", *args.ours.split()], cwd=REPO)
         h = json.loads((out_dir / "metrics.json").read_text())["history"][-1]
-        our_train.append(h["train_pairs_per_second"])
+        our_train.append(h["train_samples_per_second"])
         our_eval.append(h["dev_pairs_per_second"])
         accs["ours"].append(h["dev_accuracy"])
         print(f"round {i + 1}: seed {seed_train[-1]:.1f} pairs/s train, {seed_eval[-1]:.1f} eval; "

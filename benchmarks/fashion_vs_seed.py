@@ -25,7 +25,8 @@ from pathlib import Path
 from common import REPO, need_reference, timed
 
 TUTORIAL_RECIPE = ["--arch", "tutorial", "--epochs", "3", "--batch-size", "64", "--lr", "1e-3",
-                   "--schedule", "constant", "--no-normalize", "--no-shuffle"]
+                   "--schedule", "constant", "--no-normalize", "--no-shuffle", "--label-smoothing", "0",
+                   "--precision", "fp32"]
 
 
 def main() -> None:

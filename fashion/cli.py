@@ -34,11 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="as in train: auto uses bf16 autocast where it is fast")
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--report", metavar="DIR", help="also write confusion.png, per_class.csv, report.md here")
 
     pr = sub.add_parser("predict", parents=[common], help="classify PNG/JPEG images or .npy arrays")
     pr.add_argument("files", nargs="+", help="28x28 grayscale images (others are resized) or .npy arrays")
     pr.add_argument("--invert", action="store_true",
                     help="invert pixel values (for dark items on a light background)")
+    pr.add_argument("--grid", metavar="PNG", help="also draw the images with their top class and probability")
 
     ex = sub.add_parser("export", help="save the whole model with torch.save(model) (the tutorial's way)")
     ex.add_argument("--model-dir", required=True, help="a model directory, e.g. runs/fashion/best")
@@ -63,9 +65,9 @@ def _main(argv: Sequence[str]) -> int:
             from shared.errors import UserError
             raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
         infer.run_eval(args.model_dir, args.data_dir, args.split, args.batch_size, args.trust_pickle,
-                       args.download, args.precision, args.device)
+                       args.download, args.precision, args.device, args.report)
     elif args.command == "predict":
-        infer.run_predict(args.model_dir, args.files, args.trust_pickle, args.invert)
+        infer.run_predict(args.model_dir, args.files, args.trust_pickle, args.invert, args.grid)
     else:
         infer.run_export(args.model_dir, args.output)
     return 0

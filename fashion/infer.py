@@ -14,11 +14,13 @@ from torch import nn
 from fashion import CLASSES
 from fashion.data import MEAN, STD, TensorBatches, load_split, to_tensor
 from fashion.model import build_model
+from fashion.plots import prediction_grid
 from shared.checkpoint import (atomic_dir, load_weights, load_whole_model, save_weights, save_whole_model,
                                verify_dir, write_json)
 from shared.errors import CheckpointError, UserError
 from shared.loops import evaluate, predict_proba
 from shared.metrics import format_test_line, report_text, single_class_warning
+from shared.report import write_eval_report
 from shared.runtime import autocast_dtype, select_device
 
 log = logging.getLogger("pairtrain")
@@ -62,7 +64,8 @@ def load_model(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Module,
 
 
 def run_eval(model_dir: str, data_dir: str, split: str, batch_size: int, trust_pickle: bool,
-             download: bool, precision: str = "auto", device_name: str = "auto") -> dict[str, Any]:
+             download: bool, precision: str = "auto", device_name: str = "auto",
+             report_dir: str | None = None) -> dict[str, Any]:
     model, meta = load_model(model_dir, trust_pickle)
     images, labels = load_split(data_dir, split, allow_download=download)
     x, y = to_tensor(images, meta.get("normalize", True)), torch.from_numpy(labels)
@@ -72,6 +75,8 @@ def run_eval(model_dir: str, data_dir: str, split: str, batch_size: int, trust_p
                        num_classes=len(CLASSES), autocast_dtype=autocast_dtype(device, precision))
     log.info(format_test_line(metrics))
     log.info(report_text(metrics, CLASSES))
+    if report_dir:
+        write_eval_report(Path(report_dir), metrics, CLASSES, f"{model_dir} on the {split} split")
     warning = single_class_warning(metrics, CLASSES)
     if warning:
         log.warning(warning)
@@ -109,7 +114,8 @@ def _load_image(path: Path, invert: bool) -> np.ndarray:
     return 1.0 - arr if invert else arr
 
 
-def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bool) -> list[dict[str, Any]]:
+def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bool,
+                grid: str | None = None) -> list[dict[str, Any]]:
     model, meta = load_model(model_dir, trust_pickle)
     images = np.stack([_load_image(Path(f), invert) for f in files])
     x = torch.from_numpy(images).unsqueeze(1)
@@ -121,6 +127,8 @@ def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bo
         k = int(p.argmax())
         results.append({"file": f, "class": CLASSES[k], "index": k, "probability": float(p[k])})
         log.info(f"{f}: {CLASSES[k]} ({100 * p[k]:.1f}%)")
+    if grid and prediction_grid(Path(grid), images, results):
+        log.info(f"wrote {grid}")
     return results
 
 

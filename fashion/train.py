@@ -23,7 +23,8 @@ from shared.metrics import format_test_line, single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
 from shared.sharding import current_shard, shard_bounds, worker_init_fn
-from shared.training import resume_or_start, save_checkpoint
+from shared.report import write_run_report
+from shared.training import epoch_summary, finish_epoch, resume_or_start, save_checkpoint
 
 log = logging.getLogger("pairtrain")
 
@@ -108,22 +109,21 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
         log.info(format_test_line(metrics))
         if (warning := single_class_warning(metrics, CLASSES)):
             log.warning(warning)
-        state.train_seconds += time.perf_counter() - started
-        state.history.append({"epoch": state.epoch + 1, "step": state.global_step, **train,
-                              "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"],
-                              "test_macro_f1": metrics["macro_f1"], "seconds": state.train_seconds})
-        if state.best_metric is None or metrics["accuracy"] > state.best_metric:
-            state.best_metric, state.best_epoch = metrics["accuracy"], state.epoch + 1
-            save_model_dir(run.best, model, cfg.arch, cfg.dropout, cfg.normalize)
-        save_model_dir(run.last, model, cfg.arch, cfg.dropout, cfg.normalize)
-        finished = state.step_in_epoch >= steps_per_epoch  # else --max-steps stopped it mid-epoch
-        if finished:
-            state.epoch += 1
-            state.step_in_epoch = 0
+        seconds = time.perf_counter() - started
+        state.train_seconds += seconds
+        record = {"epoch": state.epoch + 1, "step": state.global_step, "lr": optimizer.param_groups[0]["lr"],
+                  **train, "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"],
+                  "test_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
+                  "epoch_seconds": seconds, "seconds": state.train_seconds}
+        log.info(epoch_summary(record, "test"))
+        finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch,
+                                lambda path: save_model_dir(path, model, cfg.arch, cfg.dropout, cfg.normalize))
         save_checkpoint(run, model, optimizer, scheduler, state, config)
         write_metrics(run, cfg, state, metrics)
         if not finished:
             break
+    write_run_report(run.root, "Fashion-MNIST run", config, {"training images": len(x), "test images": len(test_x)},
+                     state, "test", CLASSES)
     log.info("Done!")
     return metrics
 

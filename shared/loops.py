@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -34,7 +35,8 @@ class TrainState:
     best_metric: float | None = None
     best_epoch: int | None = None
     train_seconds: float = 0.0  # wall time spent training/evaluating, summed across resumes
-    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per finished epoch
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluated epoch
+    log_rows: list[dict[str, Any]] = field(default_factory=list)  # one entry per training log point
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -66,6 +68,21 @@ def _batch_size(targets: torch.Tensor) -> int:
     return int(targets.shape[0])
 
 
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    max_grad_norm: float | None, state: TrainState,
+                    on_step: Callable[[TrainState], None] | None) -> None:
+    if max_grad_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state.step_in_epoch += 1
+    state.global_step += 1
+    if on_step is not None:
+        on_step(state)
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[Any, torch.Tensor]],
@@ -90,9 +107,11 @@ def train_one_epoch(
     Every ``accum_steps`` batches make one optimizer step (loss scaled so that k equal batches
     equal one k-times-larger batch). ``on_step(state)`` runs after each optimizer step, e.g. to
     save a checkpoint; training stops once ``state.global_step`` reaches ``max_steps``.
-    Prints the tutorial's ``loss: 0.935758  [ 6400/60000]`` every ``log_interval`` batches.
+    Every ``log_interval`` batches it prints the tutorial's ``loss: 0.935758  [ 6400/60000]`` and
+    appends a row (step, epoch, lr, train_loss, seconds) to ``state.log_rows``.
     """
     model.train()
+    started = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
     seen = 0
     batch_idx = state.step_in_epoch * accum_steps  # batches of this epoch already consumed
@@ -112,41 +131,24 @@ def train_one_epoch(
         (loss / group).backward()
         n = _batch_size(targets)
         loss_sum += loss.detach().float() * n
-        seen += n
-        batch_idx += 1
-        pending += 1
+        seen, batch_idx, pending = seen + n, batch_idx + 1, pending + 1
         bar.update(1)
         if log_interval and batch_idx % log_interval == 0:
-            current = batch_idx * n if dataset_size is None else min(batch_idx * n, dataset_size)
-            size = dataset_size if dataset_size is not None else current
-            value = loss.item()
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
-            log.info(f"loss: {value:>7f}  [{current:>5d}/{size:>5d}]")
+            value, lr, elapsed = loss.item(), optimizer.param_groups[0]["lr"], time.perf_counter() - started
+            size = dataset_size if dataset_size is not None else batch_idx * n
+            log.info(f"loss: {value:>7f}  [{min(batch_idx * n, size):>5d}/{size:>5d}]")
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", per_s=f"{seen / elapsed:.0f}", refresh=False)
+            state.log_rows.append({"step": state.global_step, "epoch": state.epoch + 1, "lr": lr,
+                                   "train_loss": value, "seconds": state.train_seconds + elapsed})
         if pending == group:
-            if max_grad_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            _optimizer_step(model, optimizer, scheduler, max_grad_norm, state, on_step)
             pending = 0
-            state.step_in_epoch += 1
-            state.global_step += 1
-            if on_step is not None:
-                on_step(state)
     if pending:  # an iterable without a known length ended mid-group: still use those gradients
-        if max_grad_norm:
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step_in_epoch += 1
-        state.global_step += 1
-        if on_step is not None:
-            on_step(state)
+        _optimizer_step(model, optimizer, scheduler, max_grad_norm, state, on_step)
     bar.close()
-    return {"train_loss": (loss_sum / max(seen, 1)).item(), "train_samples": seen}
+    seconds = time.perf_counter() - started
+    return {"train_loss": (loss_sum / max(seen, 1)).item(), "train_samples": seen,
+            "train_samples_per_second": seen / max(seconds, 1e-9)}
 
 
 @torch.no_grad()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -52,6 +53,32 @@ def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimi
     ckpt = build_checkpoint(model, optimizer, scheduler, state, config, extra)
     path = save_training_checkpoint(run.checkpoints, ckpt, state.global_step, keep=keep)
     log.debug(f"saved checkpoint {path}")
+
+
+def finish_epoch(run: RunDir, state: TrainState, record: dict[str, Any], accuracy: float,
+                 steps_per_epoch: int, save_model: Callable[[Path], None]) -> bool:
+    """Record an evaluated epoch, keep ``best/`` (by accuracy) and ``last/``, advance the epoch.
+
+    Returns False when the epoch was cut short by ``--max-steps`` (its position is kept so that
+    a later ``--resume`` continues inside it).
+    """
+    state.history.append(record)
+    if state.best_metric is None or accuracy > state.best_metric:
+        state.best_metric, state.best_epoch = accuracy, record["epoch"]
+        save_model(run.best)
+    save_model(run.last)
+    finished = state.step_in_epoch >= steps_per_epoch
+    if finished:
+        state.epoch += 1
+        state.step_in_epoch = 0
+    return finished
+
+
+def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
+    """The one line printed after each epoch."""
+    return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, {eval_name} accuracy "
+            f"{100 * record[f'{eval_name}_accuracy']:.2f}%, macro-F1 {record[f'{eval_name}_macro_f1']:.4f}, "
+            f"{record['epoch_seconds']:.1f}s ({record['train_samples_per_second']:.0f} samples/s)")
 
 
 def _config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str]) -> list[str]:

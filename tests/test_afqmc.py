@@ -28,7 +28,7 @@ def test_train_eval_predict_with_local_model(pair_files, tmp_path):
     r = run_cli("afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
                 "--out", str(out), "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--log-interval", "5")
     assert r.returncode == 0, r.stderr
-    assert "Epoch 1/2" in r.stdout and "Dev: accuracy" in r.stdout and "Done!" in r.stdout
+    assert "Epoch 1/2" in r.stdout and "epoch 1: train loss" in r.stdout and "dev accuracy" in r.stdout and "Done!" in r.stdout
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["dev_accuracy"] <= 1 and 0 <= m["dev_macro_f1"] <= 1
     assert len(m["history"]) == 2 and m["global_step"] == 20

@@ -1,0 +1,179 @@
+"""Run reports: history.csv, curves.png, confusion.png and report.md, written after training.
+
+Plots need the optional ``plots`` extra (matplotlib, Agg backend); without it the CSV and the
+Markdown report are still written and the run says once how to get the images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from shared.checkpoint import write_bytes
+from shared.loops import TrainState
+
+log = logging.getLogger("pairtrain")
+HISTORY_FIELDS = ("kind", "step", "epoch", "lr", "train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1",
+                  "seconds")
+_warned = False
+
+
+def pyplot() -> Any | None:
+    """matplotlib.pyplot on the Agg backend, or None (with a one-time notice) when not installed."""
+    global _warned
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if not _warned:
+            log.info("plots skipped: install the plots extra (pip install 'pairtrain[plots]') for PNG charts")
+            _warned = True
+        return None
+    return plt
+
+
+def history_rows(log_rows: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]], prefix: str
+                 ) -> list[dict[str, Any]]:
+    """One row per training log point and per evaluated epoch, in step order.
+
+    ``prefix`` names the eval split in the epoch records (``test`` or ``dev``).
+    """
+    rows = [{"kind": "log", **{k: r.get(k) for k in ("step", "epoch", "lr", "train_loss", "seconds")}}
+            for r in log_rows]
+    for e in epochs:
+        rows.append({"kind": "epoch", "step": e["step"], "epoch": e["epoch"], "lr": e.get("lr"),
+                     "train_loss": e.get("train_loss"), "eval_loss": e.get(f"{prefix}_loss"),
+                     "eval_accuracy": e.get(f"{prefix}_accuracy"), "eval_macro_f1": e.get(f"{prefix}_macro_f1"),
+                     "seconds": e.get("seconds")})
+    return sorted(rows, key=lambda r: (r["step"], r["kind"] == "epoch"))
+
+
+def write_history_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in HISTORY_FIELDS})
+    write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def plot_curves(path: Path, rows: Sequence[dict[str, Any]], eval_name: str) -> bool:
+    plt = pyplot()
+    if plt is None:
+        return False
+    logs = [r for r in rows if r["kind"] == "log"]
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    if logs:
+        ax1.plot([r["step"] for r in logs], [r["train_loss"] for r in logs], ".-", alpha=0.6,
+                 label="train loss (batch, at log points)")
+    ax1.plot([r["step"] for r in epochs], [r["train_loss"] for r in epochs], "o-", label="train loss (epoch mean)")
+    ax1.plot([r["step"] for r in epochs], [r["eval_loss"] for r in epochs], "s--", label=f"{eval_name} loss")
+    ax1.set(xlabel="optimizer step", ylabel="loss", title="Loss")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.plot([r["step"] for r in epochs], [100 * r["eval_accuracy"] for r in epochs], "o-",
+             label=f"{eval_name} accuracy")
+    ax2.plot([r["step"] for r in epochs], [100 * r["eval_macro_f1"] for r in epochs], "s--",
+             label=f"{eval_name} macro-F1")
+    ax2.set(xlabel="optimizer step", ylabel="%", title=f"{eval_name.capitalize()} metrics")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, plt)
+    return True
+
+
+def plot_confusion(path: Path, matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> bool:
+    plt = pyplot()
+    if plt is None:
+        return False
+    k = len(class_names)
+    size = max(4.5, 0.75 * k + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size), dpi=100)
+    im = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    top = max((max(r) for r in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v > top / 2 else "black")
+    fig.tight_layout()
+    save_figure(fig, path, plt)
+    return True
+
+
+def save_figure(fig: Any, path: Path, plt: Any) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def per_class_markdown(metrics: dict[str, Any], class_names: Sequence[str]) -> str:
+    pc = metrics["per_class"]
+    lines = ["| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    for i, name in enumerate(class_names):
+        lines.append(f"| {name} | {pc['precision'][i]:.4f} | {pc['recall'][i]:.4f} | {pc['f1'][i]:.4f} | "
+                     f"{pc['support'][i]} |")
+    return "\n".join(lines)
+
+
+def write_eval_report(out: Path, metrics: dict[str, Any], class_names: Sequence[str], title: str) -> None:
+    """``eval --report DIR``: confusion.png, per_class.csv and report.md for one evaluation."""
+    out.mkdir(parents=True, exist_ok=True)
+    has_png = plot_confusion(out / "confusion.png", metrics["confusion_matrix"], class_names, title)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["class", "precision", "recall", "f1", "support"])
+    pc = metrics["per_class"]
+    for i, name in enumerate(class_names):
+        w.writerow([name, pc["precision"][i], pc["recall"][i], pc["f1"][i], pc["support"][i]])
+    write_bytes(out / "per_class.csv", buf.getvalue().encode("utf-8"))
+    md = [f"# {title}", "", f"- examples: {metrics['n']}", f"- accuracy: {100 * metrics['accuracy']:.2f}%",
+          f"- macro-F1: {metrics['macro_f1']:.4f}", f"- loss: {metrics['loss']:.6f}", "",
+          per_class_markdown(metrics, class_names), ""]
+    if has_png:
+        md.append("![confusion matrix](confusion.png)")
+    write_bytes(out / "report.md", ("\n".join(md) + "\n").encode("utf-8"))
+    log.info(f"wrote the evaluation report to {out}")
+
+
+def write_run_report(run_root: Path, title: str, config: dict[str, Any], data_sizes: dict[str, int],
+                     state: TrainState, eval_name: str, class_names: Sequence[str]) -> None:
+    """history.csv, curves.png, confusion.png (best epoch) and report.md in the run directory."""
+    epochs, train_seconds = state.history, state.train_seconds
+    best = next((e for e in reversed(epochs) if e["epoch"] == state.best_epoch), None)
+    rows = history_rows(state.log_rows, epochs, eval_name)
+    write_history_csv(run_root / "history.csv", rows)
+    has_curves = bool(epochs) and plot_curves(run_root / "curves.png", rows, eval_name)
+    has_confusion = best is not None and plot_confusion(
+        run_root / "confusion.png", best["confusion_matrix"], class_names,
+        f"best model (epoch {best['epoch']}) on {eval_name}")
+    last = epochs[-1] if epochs else {}
+    md = [f"# {title}", "", "## Result", ""]
+    if best is not None:
+        md += [f"- best epoch: {best['epoch']} ({eval_name} accuracy {100 * best[f'{eval_name}_accuracy']:.2f}%, "
+               f"macro-F1 {best[f'{eval_name}_macro_f1']:.4f})"]
+    if last:
+        md += [f"- final ({eval_name}, epoch {last['epoch']}): accuracy {100 * last[f'{eval_name}_accuracy']:.2f}%, "
+               f"macro-F1 {last[f'{eval_name}_macro_f1']:.4f}, loss {last[f'{eval_name}_loss']:.6f}"]
+    md += [f"- training time: {train_seconds:.1f} s over {len(epochs)} evaluated epoch(s)", "",
+           "## Data", ""] + [f"- {k}: {v}" for k, v in data_sizes.items()]
+    md += ["", "## Config", "", "| option | value |", "| --- | --- |"]
+    md += [f"| {k} | `{v}` |" for k, v in config.items()]
+    md += ["", "## Files", "", "- [history.csv](history.csv): one row per log point and per epoch",
+           "- [metrics.json](metrics.json)", "- best model: `best/`, last model: `last/`"]
+    if has_curves:
+        md += ["", "![training curves](curves.png)"]
+    if has_confusion:
+        md += ["", "![confusion matrix of the best model](confusion.png)"]
+    write_bytes(run_root / "report.md", ("\n".join(md) + "\n").encode("utf-8"))
