@@ -48,7 +48,12 @@ def _main(argv: Sequence[str]) -> int:
         from afqmc.config import TrainConfig
         from afqmc.train import main as train_main
 
-        train_main(from_args(TrainConfig, args))
+        from shared import distributed
+
+        try:
+            train_main(from_args(TrainConfig, args))
+        finally:
+            distributed.teardown()
         return 0
     from afqmc import infer
 

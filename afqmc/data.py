@@ -165,9 +165,12 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, e
     return batches
 
 
-def length_sorted_batches(features: Sequence[dict[str, list[int]]], batch_size: int) -> list[list[int]]:
-    """Inference batches of similar length; callers restore input order from the indices."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+def length_sorted_batches(features: Sequence[dict[str, list[int]]], batch_size: int,
+                          indices: Sequence[int] | None = None) -> list[list[int]]:
+    """Inference batches of similar length (over ``indices``, default all); callers restore input
+    order from the indices."""
+    indices = range(len(features)) if indices is None else indices
+    order = sorted(indices, key=lambda i: len(features[i]["input_ids"]))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 

@@ -11,6 +11,9 @@ from transformers.utils import logging as hf_logging
 
 from afqmc.model import BertForPairwiseCLS, scratch_config
 from afqmc.tokenizer import train_char_tokenizer
+from afqmc.tokenizer import wrap as wrap_tokenizer
+from shared import distributed
+from tokenizers import Tokenizer
 from shared.checkpoint import atomic_dir, verify_dir
 from shared.errors import CheckpointError, UserError
 
@@ -37,7 +40,10 @@ def from_source(source: str, labels: Sequence[str], texts: Any, scratch_size: st
                 max_length: int) -> tuple[PreTrainedTokenizerBase, BertForPairwiseCLS]:
     """Tokenizer and model for ``--model``: a hub name, a local directory, or ``scratch``."""
     if source == "scratch":
-        tokenizer = train_char_tokenizer(texts, vocab_size=vocab_size)
+        # Rank 0 trains the tokenizer and every rank uses exactly its vocabulary.
+        trained = train_char_tokenizer(texts, vocab_size=vocab_size).backend_tokenizer.to_str() \
+            if distributed.is_main() else None
+        tokenizer = wrap_tokenizer(Tokenizer.from_str(distributed.broadcast_object(trained)))
         config = scratch_config(len(tokenizer), scratch_size, len(labels), max_length, tokenizer.pad_token_id)
         config.update({k: v for k, v in _label_maps(labels).items() if k != "num_labels"})
         log.info(f"--model scratch: {len(tokenizer)}-token char WordPiece vocabulary, "

@@ -28,6 +28,11 @@ def train_char_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_frequ
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return wrap(tok)
+
+
+def wrap(tok: Tokenizer) -> BertTokenizerFast:
+    """A transformers tokenizer (save_pretrained, pair encoding) around a `tokenizers` one."""
     return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]",
                              pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
                              do_lower_case=True, tokenize_chinese_chars=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from afqmc import LABEL_NAMES
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
 from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
 from afqmc.modeldir import from_source, save_model_dir
+from shared import distributed
 from shared.checkpoint import write_json
 from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import single_class_warning
@@ -38,10 +40,11 @@ def optimizer_for(model: nn.Module, lr: float, weight_decay: float, device: torc
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
-    run = prepare_run_dir(cfg.out, cfg.resume)
-    setup_logging(run.log_file, cfg.quiet)
-    device = select_device(cfg.device)
-    log.info(f"Using {device} device")
+    device = select_device(distributed.setup(cfg.device))
+    with distributed.main_process_first():
+        run = prepare_run_dir(cfg.out, cfg.resume) if distributed.is_main() else RunDir(Path(cfg.out))
+    setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
+    log.info(f"Using {device} device; {distributed.summary(cfg.batch_size, cfg.accum_steps)}")
     train_pairs = read_pairs(cfg.train_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
     dev_pairs = read_pairs(cfg.dev_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
     log.info(f"data: {len(train_pairs)} training pairs ({cfg.train_file}), {len(dev_pairs)} dev pairs")
@@ -52,14 +55,25 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     return fit(cfg, run, device, tokenizer, model, train_pairs, dev_pairs)
 
 
-def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, model: nn.Module,
+def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[int]]:
+    """This rank's batches for ``epoch``: global batches of batch_size x processes (length-grouped or
+    random), each split across the processes, so every pair is used exactly once per epoch."""
+    size = cfg.batch_size * distributed.world_size()
+    plan = (length_grouped_batches(lengths, size, cfg.seed, epoch) if cfg.group_by_length
+            else _shuffled_batches(len(lengths), size, cfg.seed, epoch))
+    plan = distributed.split_batches(plan)
+    distributed.record_plan(plan, epoch)
+    return plan
+
+
+def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
         train_pairs: list, dev_pairs: list) -> dict[str, Any]:
-    model.to(device)
+    model = distributed.wrap(net.to(device), device)
     train_x, dev_x = encode(tokenizer, train_pairs, cfg.max_length), encode(tokenizer, dev_pairs, cfg.max_length)
     train_y, dev_y = [p.label for p in train_pairs], [p.label for p in dev_pairs]
     lengths = [len(f["input_ids"]) for f in train_x]
     pad = tokenizer.pad_token_id
-    batches_per_epoch = -(-len(train_x) // cfg.batch_size)
+    batches_per_epoch = len(train_plan(cfg, lengths, 0))
     steps_per_epoch = -(-batches_per_epoch // cfg.accum_steps)
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -68,7 +82,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     config = dataclasses.asdict(cfg)
     state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
-    dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size), pad)
+    mine = distributed.eval_range(len(dev_x))  # each rank evaluates its slice; results are gathered
+    dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size, mine), pad)
     names = class_names(cfg.label_list)
     autocast = autocast_dtype(device, cfg.precision)
     log.info(f"{len(train_x)} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
@@ -76,15 +91,14 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
              f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
 
     def checkpoint(s: TrainState) -> None:
-        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0:
+        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0 and distributed.is_main():
             save_checkpoint(run, model, optimizer, scheduler, s, config)
 
     metrics: dict[str, Any] = {}
     while state.epoch < cfg.epochs and state.global_step < total_steps:
         started = time.perf_counter()
         log.info(f"Epoch {state.epoch + 1}/{cfg.epochs}")
-        order = (length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch) if cfg.group_by_length
-                 else _shuffled_batches(len(train_x), cfg.batch_size, cfg.seed, state.epoch))
+        order = train_plan(cfg, lengths, state.epoch)
         batches = PairBatches(train_x, train_y, order, pad, skip=state.step_in_epoch * cfg.accum_steps)
         train = train_one_epoch(
             model, batches, nn.CrossEntropyLoss(), optimizer, state, device=device, scheduler=scheduler,
@@ -92,8 +106,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
             log_interval=cfg.log_interval, dataset_size=len(train_x), num_batches=len(order),
             max_steps=total_steps, on_step=checkpoint, progress=not cfg.quiet)
         eval_started = time.perf_counter()
-        metrics = evaluate(model, dev_batches, nn.CrossEntropyLoss(), device=device,
-                           num_classes=len(cfg.label_list), autocast_dtype=autocast, progress=not cfg.quiet)
+        metrics = evaluate(net, dev_batches, nn.CrossEntropyLoss(), device=device, num_classes=len(cfg.label_list),
+                           autocast_dtype=autocast, progress=not cfg.quiet, gather=distributed.gather_cat)
         eval_seconds = time.perf_counter() - eval_started
         if (warning := single_class_warning(metrics, names)):
             log.warning(warning)
@@ -105,14 +119,18 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, mod
                   "dev_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
                   "epoch_seconds": seconds, "seconds": state.train_seconds}
         log.info(epoch_summary(record, "dev"))
+        main = distributed.is_main()  # only rank 0 writes files
         finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch,
-                                lambda path: save_model_dir(path, model, tokenizer))
-        save_checkpoint(run, model, optimizer, scheduler, state, config)
-        write_metrics(run, cfg, state, metrics, names)
+                                lambda path: main and save_model_dir(path, net, tokenizer))
+        if main:
+            save_checkpoint(run, model, optimizer, scheduler, state, config)
+            write_metrics(run, cfg, state, metrics, names)
         if not finished:
             break
-    write_run_report(run.root, "AFQMC sentence-pair run", config,
-                     {"training pairs": len(train_x), "dev pairs": len(dev_x)}, state, "dev", names)
+    if distributed.is_main():
+        write_run_report(run.root, "AFQMC sentence-pair run", config,
+                         {"training pairs": len(train_x), "dev pairs": len(dev_x)}, state, "dev", names)
+    distributed.barrier()
     log.info("Done!")
     return metrics
 

@@ -55,7 +55,12 @@ def _main(argv: Sequence[str]) -> int:
         from fashion.config import TrainConfig
         from fashion.train import main as train_main
 
-        train_main(from_args(TrainConfig, args))
+        from shared import distributed
+
+        try:
+            train_main(from_args(TrainConfig, args))
+        finally:
+            distributed.teardown()
         return 0
     from fashion import infer
 

@@ -12,7 +12,7 @@ import logging
 import random
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -140,19 +140,26 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-class TensorBatches:
-    """One epoch of ``(x, y)`` batches sliced from in-memory tensors, optionally after a skip."""
+def chunk(order: torch.Tensor | Sequence[int], batch_size: int) -> list[torch.Tensor]:
+    """Consecutive batches of ``batch_size`` indices (the last one may be shorter)."""
+    order = torch.as_tensor(order)
+    return list(order.split(batch_size))
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, order: torch.Tensor,
-                 skip_batches: int = 0):
-        self.x, self.y, self.batch_size, self.order, self.skip = x, y, batch_size, order, skip_batches
+
+class TensorBatches:
+    """One epoch of ``(x, y)`` batches sliced from in-memory tensors by lists of indices,
+    after dropping ``skip`` already-trained batches (resume)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batches: Sequence[torch.Tensor | Sequence[int]],
+                 skip: int = 0):
+        self.x, self.y, self.batches, self.skip = x, y, batches, skip
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.batch_size)
+        return len(self.batches)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(self.skip * self.batch_size, len(self.order), self.batch_size):
-            idx = self.order[start:start + self.batch_size]
+        for idx in self.batches[self.skip:]:
+            idx = torch.as_tensor(idx, device=self.x.device)
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fashion import CLASSES
-from fashion.data import MEAN, STD, TensorBatches, load_split, to_tensor
+from fashion.data import MEAN, STD, TensorBatches, chunk, load_split, to_tensor
 from fashion.model import build_model
 from fashion.plots import prediction_grid
 from shared.checkpoint import (atomic_dir, load_weights, load_whole_model, save_weights, save_whole_model,
@@ -69,7 +69,7 @@ def run_eval(model_dir: str, data_dir: str, split: str, batch_size: int, trust_p
     model, meta = load_model(model_dir, trust_pickle)
     images, labels = load_split(data_dir, split, allow_download=download)
     x, y = to_tensor(images, meta.get("normalize", True)), torch.from_numpy(labels)
-    batches = TensorBatches(x, y, batch_size, torch.arange(len(x)))
+    batches = TensorBatches(x, y, chunk(torch.arange(len(x)), batch_size))
     device = select_device(device_name)
     metrics = evaluate(model.to(device), batches, nn.CrossEntropyLoss(), device=device,
                        num_classes=len(CLASSES), autocast_dtype=autocast_dtype(device, precision))

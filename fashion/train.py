@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import logging
 import time
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
@@ -14,10 +15,12 @@ from torch.utils.data import DataLoader
 
 from fashion import CLASSES
 from fashion.config import RESUME_MAY_DIFFER, TrainConfig
-from fashion.data import FashionIterable, TensorBatches, epoch_order, load_split, to_tensor
+from fashion.data import FashionIterable, TensorBatches, chunk, epoch_order, load_split, to_tensor
 from fashion.infer import save_model_dir
 from fashion.model import build_model
+from shared import distributed
 from shared.checkpoint import write_json
+from shared.errors import UserError
 from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import format_test_line, single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
@@ -38,9 +41,19 @@ def _iterable_batches(cfg: TrainConfig, dataset: FashionIterable, epoch: int) ->
                       generator=torch.Generator().manual_seed(cfg.seed + epoch))
 
 
+def _tensor_plan(cfg: TrainConfig, n: int, epoch: int) -> list[list[int]]:
+    """This rank's index batches: the epoch's order cut into global batches of
+    batch_size x processes, each split across the processes (exactly once, equal step counts)."""
+    order = epoch_order(n, cfg.seed, epoch, cfg.shuffle).tolist()
+    step = cfg.batch_size * distributed.world_size()
+    plan = distributed.split_batches([order[i:i + step] for i in range(0, n, step)])
+    distributed.record_plan(plan, epoch)
+    return plan
+
+
 def _batches_per_epoch(cfg: TrainConfig, n: int) -> int:
     if cfg.loader == "tensor":
-        return -(-n // cfg.batch_size)
+        return len(_tensor_plan(cfg, n, 0))
     # Each worker batches its own slice, so every worker may end with a short batch.
     shard_id, shards = current_shard()
     workers = max(cfg.num_workers, 1)
@@ -54,14 +67,18 @@ def train_batches(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, epoch: int
     """This epoch's batches, positioned after ``skip`` already-trained batches (resume)."""
     if iterable is not None:
         return itertools.islice(_iterable_batches(cfg, iterable, epoch), skip, None)
-    return TensorBatches(x, y, cfg.batch_size, epoch_order(len(x), cfg.seed, epoch, cfg.shuffle), skip)
+    return TensorBatches(x, y, _tensor_plan(cfg, len(x), epoch), skip)
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
-    run = prepare_run_dir(cfg.out, cfg.resume)
-    setup_logging(run.log_file, cfg.quiet)
-    device = select_device(cfg.device)
-    log.info(f"Using {device} device")
+    device = select_device(distributed.setup(cfg.device))
+    if cfg.loader == "iterable" and distributed.world_size() > 1:
+        raise UserError("--loader iterable is not supported under torchrun yet (ranks would run unequal "
+                        "step counts); use the default --loader tensor")
+    with distributed.main_process_first():
+        run = prepare_run_dir(cfg.out, cfg.resume) if distributed.is_main() else RunDir(Path(cfg.out))
+    setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
+    log.info(f"Using {device} device; {distributed.summary(cfg.batch_size)}")
     train_images, train_labels = load_split(cfg.data_dir, "train", cfg.download)
     test_images, test_labels = load_split(cfg.data_dir, "test", cfg.download)
     x, y = to_tensor(train_images, cfg.normalize), torch.from_numpy(train_labels)
@@ -73,7 +90,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y: torch.Tensor,
         test_x: torch.Tensor, test_y: torch.Tensor) -> dict[str, Any]:
     seed_everything(cfg.seed)
-    model = build_model(cfg.arch, cfg.dropout).to(device)
+    net = build_model(cfg.arch, cfg.dropout).to(device)
+    model = distributed.wrap(net, device)
     x, y = x.to(device), y.to(device)
     optimizer = adamw(model.parameters(), cfg.lr, cfg.weight_decay, device)
     steps_per_epoch = _batches_per_epoch(cfg, len(x))
@@ -84,7 +102,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     config = dataclasses.asdict(cfg)
     state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
     iterable = FashionIterable(x.cpu(), y.cpu(), cfg.seed, cfg.shuffle) if cfg.loader == "iterable" else None
-    test_batches = TensorBatches(test_x, test_y, 1000, torch.arange(len(test_x)))
+    mine = distributed.eval_range(len(test_x))  # each rank evaluates its slice; results are gathered
+    test_batches = TensorBatches(test_x, test_y, chunk(torch.tensor(mine), 1000))
     train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = nn.CrossEntropyLoss()  # reported test loss: plain cross-entropy, comparable to the tutorial's
     autocast = autocast_dtype(device, cfg.precision)
@@ -92,7 +111,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     max_steps = cfg.max_steps or None
 
     def checkpoint(s: TrainState) -> None:
-        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0:
+        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0 and distributed.is_main():
             save_checkpoint(run, model, optimizer, scheduler, s, config)
 
     metrics: dict[str, Any] = {}
@@ -104,8 +123,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
             optimizer, state, device=device, scheduler=scheduler, log_interval=cfg.log_interval,
             dataset_size=len(x), num_batches=steps_per_epoch, max_steps=max_steps, on_step=checkpoint,
             progress=not cfg.quiet, autocast_dtype=autocast)
-        metrics = evaluate(model, test_batches, loss_fn, device=device, num_classes=len(CLASSES),
-                           progress=not cfg.quiet, autocast_dtype=autocast)
+        metrics = evaluate(net, test_batches, loss_fn, device=device, num_classes=len(CLASSES),
+                           progress=not cfg.quiet, autocast_dtype=autocast, gather=distributed.gather_cat)
         log.info(format_test_line(metrics))
         if (warning := single_class_warning(metrics, CLASSES)):
             log.warning(warning)
@@ -116,14 +135,18 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
                   "test_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
                   "epoch_seconds": seconds, "seconds": state.train_seconds}
         log.info(epoch_summary(record, "test"))
-        finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch,
-                                lambda path: save_model_dir(path, model, cfg.arch, cfg.dropout, cfg.normalize))
-        save_checkpoint(run, model, optimizer, scheduler, state, config)
-        write_metrics(run, cfg, state, metrics)
+        main = distributed.is_main()  # only rank 0 writes files
+        finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch, lambda path: main and
+                                save_model_dir(path, net, cfg.arch, cfg.dropout, cfg.normalize))
+        if main:
+            save_checkpoint(run, model, optimizer, scheduler, state, config)
+            write_metrics(run, cfg, state, metrics)
         if not finished:
             break
-    write_run_report(run.root, "Fashion-MNIST run", config, {"training images": len(x), "test images": len(test_x)},
-                     state, "test", CLASSES)
+    if distributed.is_main():
+        write_run_report(run.root, "Fashion-MNIST run", config,
+                         {"training images": len(x), "test images": len(test_x)}, state, "test", CLASSES)
+    distributed.barrier()
     log.info("Done!")
     return metrics
 

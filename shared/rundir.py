@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from shared import distributed
 from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")
@@ -114,13 +115,14 @@ def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | N
     except UserError as e:
         if debug:
             raise
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{distributed.rank_prefix()}{prog}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, permissions, ... on a path the user gave
         if debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"{prog}: error: {where}{e.strerror or e} (run with --debug for details)", file=sys.stderr)
+        print(f"{distributed.rank_prefix()}{prog}: error: {where}{e.strerror or e} (run with --debug for details)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
