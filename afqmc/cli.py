@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model-dir", required=True, help="a model directory, e.g. runs/afqmc/best")
-    common.add_argument("--batch-size", type=int, default=128)
+    common.add_argument("--batch-size", type=int, default=64)
     common.add_argument("--max-length", type=int, default=128)
     common.add_argument("--device", default="auto")
     common.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",

@@ -35,7 +35,7 @@ class TrainConfig:
         "auto", "auto: bfloat16 autocast where it is fast (GPUs, CPUs with AVX512-BF16/AMX), else fp32")
     max_length: int = _f(128, "truncate pairs to this many tokens")
     group_by_length: bool = _f(True, "batch pairs of similar length together (less padding)")
-    eval_batch_size: int = _f(128, "pairs per batch when evaluating")
+    eval_batch_size: int = _f(64, "pairs per batch when evaluating (length-sorted)")
     skip_bad_lines: bool = _f(False, "skip (and count) malformed lines instead of stopping")
     out: str = _f("runs/afqmc", "run directory (metrics.json, best/, last/, checkpoints/)")
     seed: int = _f(42, "random seed (head init, dropout, data order)")
