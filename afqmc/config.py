@@ -23,6 +23,7 @@ class TrainConfig:
     scratch_size: Literal["tiny", "small", "base"] = _f(
         "small", "--model scratch size: tiny 128x2, small 256x4, base 768x12 (hidden x layers)")
     vocab_size: int = _f(8000, "--model scratch: WordPiece vocabulary size")
+    mlm_epochs: int = _f(0, "masked-LM warm-up epochs on the training text before fine-tuning (0: none)")
     labels: str = _f("0,1", "comma-separated label values, in class-index order")
     epochs: int = _f(3, "passes over the training set")
     batch_size: int = _f(32, "pairs per batch (per process); global batch = this x accum-steps x processes")
@@ -50,7 +51,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accum_steps", "max_length", "eval_batch_size", "vocab_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        for name in ("save_every_steps", "max_steps", "log_interval", "weight_decay", "max_grad_norm"):
+        for name in ("save_every_steps", "max_steps", "log_interval", "weight_decay", "max_grad_norm", "mlm_epochs"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must not be negative")
         if self.lr is not None and not self.lr > 0:

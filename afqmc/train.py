@@ -16,6 +16,7 @@ from afqmc import LABEL_NAMES
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
 from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
 from afqmc.modeldir import from_source, save_model_dir
+from afqmc.pretrain import mlm_warmup
 from shared import distributed
 from shared.checkpoint import write_json
 from shared.loops import TrainState, evaluate, train_one_epoch
@@ -82,10 +83,13 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     config = dataclasses.asdict(cfg)
     state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
+    autocast = autocast_dtype(device, cfg.precision)
+    if cfg.mlm_epochs and state.global_step == 0:  # a resumed run already has the warmed-up encoder
+        mlm_warmup(net, tokenizer, train_x, cfg.mlm_epochs, cfg.batch_size, cfg.learning_rate, cfg.seed, device,
+                   autocast, progress=not cfg.quiet)
     mine = distributed.eval_range(len(dev_x))  # each rank evaluates its slice; results are gathered
     dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size, mine), pad)
     names = class_names(cfg.label_list)
-    autocast = autocast_dtype(device, cfg.precision)
     log.info(f"{len(train_x)} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
              f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}, "
              f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")

@@ -96,7 +96,9 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     optimizer = adamw(model.parameters(), cfg.lr, cfg.weight_decay, device)
     steps_per_epoch = _batches_per_epoch(cfg, len(x))
     scheduler = None
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and cfg.epochs * steps_per_epoch < 8:
+        log.info("fewer than 8 optimizer steps in total: using a constant learning rate instead of one-cycle")
+    elif cfg.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25)
     config = dataclasses.asdict(cfg)

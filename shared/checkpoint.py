@@ -271,6 +271,15 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+def remove_partial_writes(root: str | os.PathLike) -> list[str]:
+    """Delete temp directories left by saves that were interrupted (e.g. SIGKILL mid-write)."""
+    root = Path(root)
+    stale = [p for p in root.glob(f".{CKPT_PREFIX}*") if p.is_dir() and (".tmp-" in p.name or ".old-" in p.name)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in stale]
+
+
 def latest_checkpoint(root: str | os.PathLike, warn: Any = print) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint under ``root`` that loads and verifies; skipped ones are reported."""
     for d in _checkpoint_dirs(Path(root)):

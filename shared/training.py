@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from shared.checkpoint import latest_checkpoint, save_training_checkpoint
+from shared.checkpoint import latest_checkpoint, remove_partial_writes, save_training_checkpoint
+from shared.distributed import is_main
 from shared.errors import CheckpointError, UserError
 from shared.loops import TrainState
 from shared.rundir import RunDir
@@ -107,6 +108,8 @@ def resume_or_start(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimi
     """
     if not resume:
         return TrainState(), {}
+    if is_main() and (stale := remove_partial_writes(run.checkpoints)):
+        log.info(f"removed {len(stale)} partially written checkpoint(s) from an interrupted save: {', '.join(stale)}")
     found = latest_checkpoint(run.checkpoints, warn=log.warning)
     if found is None:
         log.info(f"--resume: no complete checkpoint in {run.checkpoints}; starting a fresh run")

@@ -164,3 +164,28 @@ def test_length_grouped_batches_cover_once_and_cut_padding():
     random_batches = [list(range(i, i + 32)) for i in range(0, 3200, 32)]
     padded_random = sum(32 * max(lengths[i] for i in b) for b in random_batches)
     assert padded < 0.75 * padded_random
+
+
+def test_mask_tokens_spares_special_and_padding():
+    from afqmc.pretrain import mask_tokens
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (64, 40))
+    ids[:, 0], ids[:, 20], ids[:, 39] = 2, 3, 3  # [CLS] ... [SEP] ... [SEP]
+    attention = torch.ones_like(ids)
+    attention[:, 30:] = 0
+    special = torch.zeros(100, dtype=torch.bool)
+    special[:5] = True
+    masked, labels = mask_tokens(ids, attention, special, 4, 100, g)
+    targets = labels != -100
+    assert not targets[:, [0, 20]].any() and not targets[:, 30:].any()
+    assert 0.10 < targets.float().sum() / (64 * 27) < 0.20
+    assert torch.equal(labels[targets], ids[targets]) and torch.equal(masked[~targets], ids[~targets])
+    assert (masked[targets] == 4).float().mean() > 0.6
+
+
+def test_mlm_warmup_runs_and_changes_encoder(pair_files, tmp_path, capsys):
+    train, dev, _ = pair_files
+    rc = main(["train", "--train-file", str(train), "--dev-file", str(dev), "--model", "scratch", "--scratch-size",
+               "tiny", "--mlm-epochs", "2", "--epochs", "1", "--out", str(tmp_path / "m")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "masked-LM warm-up epoch 2/2" in out

@@ -52,11 +52,13 @@ def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, tria
     r = run_cli(*args, "--out", str(ref))
     assert r.returncode == 0, r.stderr
     rng = random.Random(seed)
-    killed = 0
+    killed = mid_write = 0
     for trial in range(trials):
         out = tmp_path / f"killed-{trial}"
         if _kill_at(args, out, rng.randint(1, total_steps - 2), rng.uniform(0.0, 0.25), "0.15"):
             killed += 1
+        partial = list((out / "checkpoints").glob(".step-*.tmp-*"))
+        mid_write += bool(partial)
         r = run_cli(*args, "--out", str(out), "--resume")
         assert r.returncode == 0, r.stderr
         assert "resumed from" in (out / "train.log").read_text()  # it continued, it did not start over
