@@ -20,7 +20,8 @@ from torch.utils.data import IterableDataset
 
 from shared.checkpoint import write_bytes
 from shared.errors import UserError
-from shared.sharding import shard_bounds, current_shard
+from shared import distributed
+from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
 
 log = logging.getLogger("pairtrain")
 
@@ -164,15 +165,19 @@ class TensorBatches:
 
 
 class FashionIterable(IterableDataset):
-    """Streams samples ``[start, end)``; DataLoader workers/ranks narrow it through
+    """Streams ``[start, end)`` as batches; DataLoader workers and ranks narrow it through
     ``shared.sharding.worker_init_fn`` (the tutorial's start/end contract).
 
-    Within its slice each worker visits samples in a (seed, epoch)-determined order.
+    Within its slice each worker visits samples in a (seed, epoch)-determined order and cuts them
+    into the same number of batches as every other worker and rank (``batches_per_shard``), so
+    distributed ranks stay in step and every sample is used exactly once per epoch.
+    Use with ``DataLoader(batch_size=None)``.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int = 0, shuffle: bool = True):
-        self.x, self.y, self.seed, self.shuffle = x, y, seed, shuffle
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True):
+        self.x, self.y, self.batch_size, self.seed, self.shuffle = x, y, batch_size, seed, shuffle
         self.start, self.end, self.epoch = 0, len(x), 0
+        self.total = len(x)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -181,12 +186,16 @@ class FashionIterable(IterableDataset):
         idx = list(range(self.start, self.end))
         if self.shuffle:
             random.Random(self.seed * 100_003 + self.epoch * 1_009 + self.start).shuffle(idx)
-        for i in idx:
-            yield self.x[i], self.y[i]
+        pieces = even_pieces(len(idx), batches_per_shard(self.total, current_shard()[1], self.batch_size))
+        batches = [idx[p.start:p.stop] for p in pieces]
+        distributed.record_plan(batches, self.epoch, tag=f"s{current_shard()[0]}")
+        for b in batches:
+            t = torch.tensor(b)
+            yield self.x.index_select(0, t), self.y.index_select(0, t)
 
     def narrowed_for_this_process(self) -> "FashionIterable":
         """A copy narrowed to this rank, for ``num_workers=0`` (no worker_init_fn runs then)."""
-        copy = FashionIterable(self.x, self.y, self.seed, self.shuffle)
+        copy = FashionIterable(self.x, self.y, self.batch_size, self.seed, self.shuffle)
         copy.start, copy.end = shard_bounds(self.start, self.end, *current_shard())
-        copy.epoch = self.epoch
+        copy.epoch, copy.total = self.epoch, self.total
         return copy

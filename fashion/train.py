@@ -25,7 +25,7 @@ from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import format_test_line, single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
-from shared.sharding import current_shard, shard_bounds, worker_init_fn
+from shared.sharding import batches_per_shard, current_shard, shard_bounds, worker_init_fn
 from shared.report import write_run_report
 from shared.training import epoch_summary, finish_epoch, resume_or_start, save_checkpoint
 
@@ -36,7 +36,7 @@ def _iterable_batches(cfg: TrainConfig, dataset: FashionIterable, epoch: int) ->
     dataset.set_epoch(epoch)
     if cfg.num_workers == 0:  # no worker processes: shard for this rank here
         dataset = dataset.narrowed_for_this_process()
-    return DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+    return DataLoader(dataset, batch_size=None, num_workers=cfg.num_workers,
                       worker_init_fn=worker_init_fn,
                       generator=torch.Generator().manual_seed(cfg.seed + epoch))
 
@@ -54,12 +54,13 @@ def _tensor_plan(cfg: TrainConfig, n: int, epoch: int) -> list[list[int]]:
 def _batches_per_epoch(cfg: TrainConfig, n: int) -> int:
     if cfg.loader == "tensor":
         return len(_tensor_plan(cfg, n, 0))
-    # Each worker batches its own slice, so every worker may end with a short batch.
+    # Every non-empty (rank, worker) shard yields the same number of batches.
     shard_id, shards = current_shard()
     workers = max(cfg.num_workers, 1)
-    rank_lo, rank_hi = shard_bounds(0, n, shard_id, shards)
-    sizes = [hi - lo for lo, hi in (shard_bounds(rank_lo, rank_hi, w, workers) for w in range(workers))]
-    return sum(-(-s // cfg.batch_size) for s in sizes)
+    per_shard = batches_per_shard(n, shards * workers, cfg.batch_size)
+    sizes = [hi - lo for lo, hi in (shard_bounds(0, n, shard_id * workers + w, shards * workers)
+                                    for w in range(workers))]
+    return sum(per_shard for s in sizes if s)
 
 
 def train_batches(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, epoch: int, skip: int,
@@ -72,9 +73,6 @@ def train_batches(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, epoch: int
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
     device = select_device(distributed.setup(cfg.device))
-    if cfg.loader == "iterable" and distributed.world_size() > 1:
-        raise UserError("--loader iterable is not supported under torchrun yet (ranks would run unequal "
-                        "step counts); use the default --loader tensor")
     with distributed.main_process_first():
         run = prepare_run_dir(cfg.out, cfg.resume) if distributed.is_main() else RunDir(Path(cfg.out))
     setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
@@ -103,7 +101,12 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25)
     config = dataclasses.asdict(cfg)
     state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
-    iterable = FashionIterable(x.cpu(), y.cpu(), cfg.seed, cfg.shuffle) if cfg.loader == "iterable" else None
+    iterable = None
+    if cfg.loader == "iterable":
+        shards = distributed.world_size() * max(cfg.num_workers, 1)
+        if distributed.world_size() > 1 and len(x) < shards:
+            raise UserError(f"{len(x)} training images cannot feed {shards} processes x workers")
+        iterable = FashionIterable(x.cpu(), y.cpu(), cfg.batch_size, cfg.seed, cfg.shuffle)
     mine = distributed.eval_range(len(test_x))  # each rank evaluates its slice; results are gathered
     test_batches = TensorBatches(test_x, test_y, chunk(torch.tensor(mine), 1000))
     train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

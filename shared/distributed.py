@@ -154,7 +154,7 @@ def broadcast_object(obj: Any) -> Any:
 _RECORD_ENV = "PAIRTRAIN_TEST_RECORD_PLAN"
 
 
-def record_plan(batches: Sequence[Sequence[int]], epoch: int) -> None:
+def record_plan(batches: Sequence[Sequence[int]], epoch: int, tag: str = "") -> None:
     folder = os.environ.get(_RECORD_ENV)
     if not folder:
         return
@@ -162,5 +162,5 @@ def record_plan(batches: Sequence[Sequence[int]], epoch: int) -> None:
 
     rank = rank_and_world()[0]
     ids = [int(i) for b in batches for i in b]
-    with open(os.path.join(folder, f"rank{rank}-epoch{epoch}.json"), "w") as f:
+    with open(os.path.join(folder, f"rank{rank}{tag}-epoch{epoch}.json"), "w") as f:
         json.dump(ids, f)

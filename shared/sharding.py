@@ -72,3 +72,16 @@ def worker_init_fn(worker_id: int) -> None:
 def make_worker_init_fn(rank: int | None = None, world_size: int | None = None) -> Any:
     """A picklable ``worker_init_fn`` with an explicit rank/world size (tests, custom launchers)."""
     return functools.partial(_init_worker, rank=rank, world_size=world_size)
+
+
+def batches_per_shard(total: int, num_shards: int, batch_size: int) -> int:
+    """How many batches every non-empty shard yields so that all shards run the same number of
+    steps (what DistributedDataParallel needs): enough for the smallest shard to stay within
+    ``batch_size``; the larger shards (at most one example more) make slightly bigger batches."""
+    smallest = total // num_shards
+    return max(1, -(-smallest // batch_size))
+
+
+def even_pieces(n: int, pieces: int) -> list[range]:
+    """``range(n)`` cut into ``pieces`` contiguous, balanced parts (no empty part when n >= pieces)."""
+    return [range(*shard_bounds(0, n, i, pieces)) for i in range(min(pieces, n))]
