@@ -186,8 +186,11 @@ def evaluate(
         losses.append(_per_example_loss(loss_fn, logits, targets))
         preds.append(logits.argmax(dim=-1))
         golds.append(targets)
-    if not golds:
+    if not golds and gather is None:
         raise ValueError("evaluate() got no batches")
+    if not golds:  # this process's slice is empty (fewer examples than processes)
+        losses, preds, golds = [torch.zeros(0, device=device)], [torch.zeros(0, dtype=torch.long, device=device)], \
+            [torch.zeros(0, dtype=torch.long, device=device)]
     loss_t, pred_t, gold_t = (torch.cat(x) for x in (losses, preds, golds))
     if gather is not None:
         loss_t, pred_t, gold_t = gather(loss_t), gather(pred_t), gather(gold_t)
