@@ -36,6 +36,9 @@ class TrainConfig:
         "auto", "auto: bfloat16 autocast where it is fast (GPUs, CPUs with AVX512-BF16/AMX), else fp32")
     max_length: int = _f(128, "truncate pairs to this many tokens")
     group_by_length: bool = _f(True, "batch pairs of similar length together (less padding)")
+    streaming: bool = _f(False, "stream --train-file instead of loading it (files larger than memory)")
+    shuffle_buffer: int = _f(10000, "--streaming: records mixed in memory per DataLoader worker")
+    num_workers: int = _f(0, "--streaming: DataLoader worker processes reading and tokenising the file")
     eval_batch_size: int = _f(64, "pairs per batch when evaluating (length-sorted)")
     skip_bad_lines: bool = _f(False, "skip (and count) malformed lines instead of stopping")
     out: str = _f("runs/afqmc", "run directory (metrics.json, best/, last/, checkpoints/)")
@@ -48,10 +51,12 @@ class TrainConfig:
     quiet: bool = _f(False, "only warnings and errors on the console (train.log keeps everything)")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "accum_steps", "max_length", "eval_batch_size", "vocab_size"):
+        for name in ("epochs", "batch_size", "accum_steps", "max_length", "eval_batch_size", "vocab_size",
+                     "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        for name in ("save_every_steps", "max_steps", "log_interval", "weight_decay", "max_grad_norm", "mlm_epochs"):
+        for name in ("save_every_steps", "max_steps", "log_interval", "weight_decay", "max_grad_norm", "mlm_epochs",
+                     "num_workers"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must not be negative")
         if self.lr is not None and not self.lr > 0:
@@ -60,6 +65,8 @@ class TrainConfig:
             raise UserError(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
         if len(self.label_list) < 2 or len(set(self.label_list)) != len(self.label_list):
             raise UserError(f"--labels {self.labels!r}: need at least two distinct comma-separated values")
+        if self.streaming and self.mlm_epochs:
+            raise UserError("--mlm-epochs needs the training text in memory; it cannot be combined with --streaming")
         if self.scratch_size not in SCRATCH_SIZES:
             raise UserError(f"--scratch-size must be one of {', '.join(SCRATCH_SIZES)}")
 

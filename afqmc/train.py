@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from afqmc import LABEL_NAMES
@@ -17,11 +19,13 @@ from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
 from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
 from afqmc.modeldir import from_source, save_model_dir
 from afqmc.pretrain import mlm_warmup
+from afqmc.stream import StreamingPairBatches, count_records, iter_records
 from shared import distributed
 from shared.checkpoint import write_json
 from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
+from shared.sharding import batches_per_rank
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
 from shared.report import write_run_report
 from shared.training import epoch_summary, finish_epoch, resume_or_start, save_checkpoint
@@ -46,14 +50,45 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         run = prepare_run_dir(cfg.out, cfg.resume) if distributed.is_main() else RunDir(Path(cfg.out))
     setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
     log.info(f"Using {device} device; {distributed.summary(cfg.batch_size, cfg.accum_steps)}")
-    train_pairs = read_pairs(cfg.train_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
+    if cfg.streaming:  # validate and count now; the records are read again batch by batch
+        train_pairs, total = None, count_records(cfg.train_file, cfg.label_list, cfg.skip_bad_lines)
+        records = iter_records(cfg.train_file, cfg.label_list, cfg.skip_bad_lines)
+    else:
+        train_pairs = records = read_pairs(cfg.train_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
+        total = len(train_pairs)
     dev_pairs = read_pairs(cfg.dev_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
-    log.info(f"data: {len(train_pairs)} training pairs ({cfg.train_file}), {len(dev_pairs)} dev pairs")
+    log.info(f"data: {total} training pairs ({cfg.train_file}{', streamed' if cfg.streaming else ''}), "
+             f"{len(dev_pairs)} dev pairs")
     seed_everything(cfg.seed)
-    texts = (s for p in train_pairs for s in (p.sentence1, p.sentence2))
+    texts = (s for p in records for s in (p.sentence1, p.sentence2))
     tokenizer, model = from_source(cfg.model, cfg.label_list, texts, cfg.scratch_size, cfg.vocab_size,
                                    cfg.max_length)
-    return fit(cfg, run, device, tokenizer, model, train_pairs, dev_pairs)
+    return fit(cfg, run, device, tokenizer, model, TrainData(cfg, tokenizer, train_pairs, total), dev_pairs)
+
+
+class TrainData:
+    """The training set: pre-tokenised in memory with length-grouped batches, or streamed from the
+    file (``--streaming``) through DataLoader workers."""
+
+    def __init__(self, cfg: TrainConfig, tokenizer: Any, pairs: list | None, total: int):
+        self.cfg, self.total, self.pad = cfg, total, tokenizer.pad_token_id
+        if pairs is not None:
+            self.x, self.y = encode(tokenizer, pairs, cfg.max_length), [p.label for p in pairs]
+            self.lengths = [len(f["input_ids"]) for f in self.x]
+            self.batches_per_epoch = len(train_plan(cfg, self.lengths, 0))
+        else:
+            self.stream = StreamingPairBatches(cfg.train_file, cfg.label_list, total, tokenizer, cfg.max_length,
+                                               cfg.batch_size, cfg.seed, cfg.shuffle_buffer, cfg.skip_bad_lines)
+            self.batches_per_epoch = batches_per_rank(total, cfg.batch_size, cfg.num_workers)
+
+    def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
+        """This rank's batches of ``epoch`` after the first ``skip`` (resume)."""
+        if not self.cfg.streaming:
+            return PairBatches(self.x, self.y, train_plan(self.cfg, self.lengths, epoch), self.pad, skip=skip)
+        self.stream.set_epoch(epoch)
+        loader = DataLoader(self.stream, batch_size=None, num_workers=self.cfg.num_workers,
+                            generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+        return itertools.islice(loader, skip, None)
 
 
 def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[int]]:
@@ -68,14 +103,11 @@ def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[in
 
 
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
-        train_pairs: list, dev_pairs: list) -> dict[str, Any]:
+        data: TrainData, dev_pairs: list) -> dict[str, Any]:
     model = distributed.wrap(net.to(device), device)
-    train_x, dev_x = encode(tokenizer, train_pairs, cfg.max_length), encode(tokenizer, dev_pairs, cfg.max_length)
-    train_y, dev_y = [p.label for p in train_pairs], [p.label for p in dev_pairs]
-    lengths = [len(f["input_ids"]) for f in train_x]
+    dev_x, dev_y = encode(tokenizer, dev_pairs, cfg.max_length), [p.label for p in dev_pairs]
     pad = tokenizer.pad_token_id
-    batches_per_epoch = len(train_plan(cfg, lengths, 0))
-    steps_per_epoch = -(-batches_per_epoch // cfg.accum_steps)
+    steps_per_epoch = -(-data.batches_per_epoch // cfg.accum_steps)
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -85,12 +117,12 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
     autocast = autocast_dtype(device, cfg.precision)
     if cfg.mlm_epochs and state.global_step == 0:  # a resumed run already has the warmed-up encoder
-        mlm_warmup(net, tokenizer, train_x, cfg.mlm_epochs, cfg.batch_size, cfg.learning_rate, cfg.seed, device,
+        mlm_warmup(net, tokenizer, data.x, cfg.mlm_epochs, cfg.batch_size, cfg.learning_rate, cfg.seed, device,
                    autocast, progress=not cfg.quiet)
     mine = distributed.eval_range(len(dev_x))  # each rank evaluates its slice; results are gathered
     dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size, mine), pad)
     names = class_names(cfg.label_list)
-    log.info(f"{len(train_x)} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
+    log.info(f"{data.total} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
              f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}, "
              f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
 
@@ -102,12 +134,11 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     while state.epoch < cfg.epochs and state.global_step < total_steps:
         started = time.perf_counter()
         log.info(f"Epoch {state.epoch + 1}/{cfg.epochs}")
-        order = train_plan(cfg, lengths, state.epoch)
-        batches = PairBatches(train_x, train_y, order, pad, skip=state.step_in_epoch * cfg.accum_steps)
+        batches = data.epoch(state.epoch, state.step_in_epoch * cfg.accum_steps)
         train = train_one_epoch(
             model, batches, nn.CrossEntropyLoss(), optimizer, state, device=device, scheduler=scheduler,
             max_grad_norm=cfg.max_grad_norm or None, accum_steps=cfg.accum_steps, autocast_dtype=autocast,
-            log_interval=cfg.log_interval, dataset_size=len(train_x), num_batches=len(order),
+            log_interval=cfg.log_interval, dataset_size=data.total, num_batches=data.batches_per_epoch,
             max_steps=total_steps, on_step=checkpoint, progress=not cfg.quiet)
         eval_started = time.perf_counter()
         metrics = evaluate(net, dev_batches, nn.CrossEntropyLoss(), device=device, num_classes=len(cfg.label_list),
@@ -133,7 +164,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
             break
     if distributed.is_main():
         write_run_report(run.root, "AFQMC sentence-pair run", config,
-                         {"training pairs": len(train_x), "dev pairs": len(dev_x)}, state, "dev", names)
+                         {"training pairs": data.total, "dev pairs": len(dev_x)}, state, "dev", names)
     distributed.barrier()
     log.info("Done!")
     return metrics

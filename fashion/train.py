@@ -25,7 +25,7 @@ from shared.loops import TrainState, evaluate, train_one_epoch
 from shared.metrics import format_test_line, single_class_warning
 from shared.rundir import RunDir, prepare_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
-from shared.sharding import batches_per_shard, current_shard, shard_bounds, worker_init_fn
+from shared.sharding import batches_per_rank, worker_init_fn
 from shared.report import write_run_report
 from shared.training import epoch_summary, finish_epoch, resume_or_start, save_checkpoint
 
@@ -54,13 +54,7 @@ def _tensor_plan(cfg: TrainConfig, n: int, epoch: int) -> list[list[int]]:
 def _batches_per_epoch(cfg: TrainConfig, n: int) -> int:
     if cfg.loader == "tensor":
         return len(_tensor_plan(cfg, n, 0))
-    # Every non-empty (rank, worker) shard yields the same number of batches.
-    shard_id, shards = current_shard()
-    workers = max(cfg.num_workers, 1)
-    per_shard = batches_per_shard(n, shards * workers, cfg.batch_size)
-    sizes = [hi - lo for lo, hi in (shard_bounds(0, n, shard_id * workers + w, shards * workers)
-                                    for w in range(workers))]
-    return sum(per_shard for s in sizes if s)
+    return batches_per_rank(n, cfg.batch_size, cfg.num_workers)
 
 
 def train_batches(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, epoch: int, skip: int,

@@ -85,3 +85,14 @@ def batches_per_shard(total: int, num_shards: int, batch_size: int) -> int:
 def even_pieces(n: int, pieces: int) -> list[range]:
     """``range(n)`` cut into ``pieces`` contiguous, balanced parts (no empty part when n >= pieces)."""
     return [range(*shard_bounds(0, n, i, pieces)) for i in range(min(pieces, n))]
+
+
+def batches_per_rank(total: int, batch_size: int, workers: int) -> int:
+    """Batches this process runs per epoch when each of its ``workers`` (0: in-process) yields
+    ``batches_per_shard`` batches of its shard; the same on every rank."""
+    rank_shard, ranks = current_shard()
+    workers = max(workers, 1)
+    shards = ranks * workers
+    per_shard = batches_per_shard(total, shards, batch_size)
+    bounds = (shard_bounds(0, total, rank_shard * workers + w, shards) for w in range(workers))
+    return sum(per_shard for lo, hi in bounds if hi > lo)

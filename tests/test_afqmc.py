@@ -189,3 +189,37 @@ def test_mlm_warmup_runs_and_changes_encoder(pair_files, tmp_path, capsys):
                "tiny", "--mlm-epochs", "2", "--epochs", "1", "--out", str(tmp_path / "m")])
     out = capsys.readouterr().out
     assert rc == 0 and "masked-LM warm-up epoch 2/2" in out
+
+
+def _plans_cover(folder, n, epoch, parts):
+    files = sorted(folder.glob(f"rank*-epoch{epoch}.json"))
+    assert len(files) == parts
+    flat = [i for f in files for i in json.loads(f.read_text())]
+    assert sorted(flat) == list(range(n))
+
+
+def test_streaming_training_exactly_once(tmp_path, capsys, monkeypatch):
+    train = write_jsonl(tmp_path / "train.json", make_pairs(101, 0))
+    dev = write_jsonl(tmp_path / "dev.json", make_pairs(20, 1))
+    base = make_tiny_bert(tmp_path / "tiny")
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    monkeypatch.setenv("PAIRTRAIN_TEST_RECORD_PLAN", str(plans))
+    args = ["train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base), "--epochs", "2",
+            "--batch-size", "8", "--streaming", "--num-workers", "2", "--shuffle-buffer", "16", "--lr", "1e-3"]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0, capsys.readouterr().err
+    for epoch in (0, 1):
+        _plans_cover(plans, 101, epoch, parts=2)  # two workers, each record once
+    m = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert m["global_step"] == 2 * 2 * 7  # shards of 50/51 records: ceil(50/8) = 7 batches per worker
+
+
+def test_streaming_bad_line_fails_before_training(tmp_path, capsys, pair_files):
+    _, dev, _ = pair_files
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"sentence1": "a", "sentence2": "b", "label": "0"}\n{"sentence1": 3}\n')
+    rc = main(["train", "--train-file", str(bad), "--dev-file", str(dev), "--model", "scratch", "--streaming",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.json:2:" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "checkpoints").exists()

@@ -149,3 +149,19 @@ def test_distributed_evaluation_equals_single_process(tmp_path):
     for key in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "confusion_matrix"):
         assert dist_metrics[key] == single[key], key
     assert dist_metrics["loss"] == pytest.approx(single["loss"], rel=1e-6)
+
+
+def test_afqmc_streaming_two_processes_two_workers(tmp_path):
+    train = write_jsonl(tmp_path / "train.json", make_pairs(83, 0))  # 21 + 21 + 21 + 20 records per shard
+    dev = write_jsonl(tmp_path / "dev.json", make_pairs(15, 1))
+    base = make_tiny_bert(tmp_path / "tiny")
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    out = tmp_path / "stream"
+    r = torchrun("afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
+                 "--out", str(out), "--epochs", "2", "--batch-size", "8", "--streaming", "--num-workers", "2",
+                 "--shuffle-buffer", "10", "--log-interval", "0", env={"PAIRTRAIN_TEST_RECORD_PLAN": str(plans)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    _check_plans(plans, 83, 2, parts=4)
+    # every shard makes ceil(20/8) = 3 batches: 2 workers x 3 = 6 steps per rank and epoch
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 12

@@ -82,6 +82,16 @@ def test_afqmc_sigkill_and_resume_is_bit_identical(tmp_path):
     _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=7)
 
 
+def test_afqmc_streaming_sigkill_and_resume_is_bit_identical(tmp_path):
+    train = write_jsonl(tmp_path / "train.json", make_pairs(96, 0))
+    dev = write_jsonl(tmp_path / "dev.json", make_pairs(24, 1))
+    base = make_tiny_bert(tmp_path / "tiny")
+    args = ["afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
+            "--epochs", "2", "--batch-size", "16", "--save-every-steps", "2", "--lr", "1e-3", "--quiet",
+            "--streaming", "--num-workers", "2", "--shuffle-buffer", "20"]
+    _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=11)
+
+
 def test_resume_on_empty_directory_starts_fresh(fashion_dir, tmp_path):
     r = run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "1", "--out",
                 str(tmp_path / "new"), "--resume", "--no-download")

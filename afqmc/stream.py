@@ -1,0 +1,98 @@
+"""Training on a JSONL file too large for memory (``afqmc train --streaming``).
+
+The file is read sequentially by every (rank, DataLoader worker) shard, each keeping the records
+of its own contiguous slice (``shared.sharding``), mixed through a bounded shuffle buffer and
+tokenised batch by batch. Every shard yields the same number of batches, so distributed ranks
+stay in step, and every record is used exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import IterableDataset
+
+from afqmc.data import BadLine, Pair, _lines, _parse, collate
+from shared import distributed
+from shared.errors import UserError
+from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
+
+# Each DataLoader worker tokenises on its own; the tokenizer's thread pool would fight them.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def iter_records(path: str | Path, labels: Sequence[str], skip_bad: bool) -> Iterator[Pair]:
+    """Valid labelled records in file order, numbered among themselves (bad lines raise or are skipped)."""
+    path, index = Path(path), 0
+    for number, raw in _lines(path):
+        try:
+            pair = _parse(raw, labels, True, index)
+        except BadLine as e:
+            if skip_bad:
+                continue
+            raise UserError(f"{path}:{number}: {e} (use --skip-bad-lines to skip such lines)") from None
+        index += 1
+        yield pair
+
+
+def count_records(path: str | Path, labels: Sequence[str], skip_bad: bool) -> int:
+    """One validating pass over the file (so errors surface before training starts)."""
+    n = sum(1 for _ in iter_records(path, labels, skip_bad))
+    if n == 0:
+        raise UserError(f"{path}: no records (the file is empty)")
+    return n
+
+
+class StreamingPairBatches(IterableDataset):
+    """Tokenised, padded ``(inputs, labels)`` batches of this shard's records, shuffled through a
+    buffer of ``buffer_size`` records with an order determined by (seed, epoch, shard).
+    Use with ``DataLoader(batch_size=None)``."""
+
+    def __init__(self, path: str | Path, labels: Sequence[str], total: int, tokenizer: Any, max_length: int,
+                 batch_size: int, seed: int, buffer_size: int, skip_bad: bool):
+        self.path, self.labels, self.total, self.tokenizer = Path(path), tuple(labels), total, tokenizer
+        self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
+        self.buffer_size, self.skip_bad, self.epoch = buffer_size, skip_bad, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batch(self, pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        enc = self.tokenizer([p.sentence1 for p in pairs], [p.sentence2 for p in pairs], truncation=True,
+                             max_length=self.max_length, return_attention_mask=False)
+        features = [{"input_ids": i, "token_type_ids": t} for i, t in zip(enc["input_ids"], enc["token_type_ids"])]
+        inputs, labels = collate(features, [p.label for p in pairs], self.tokenizer.pad_token_id)
+        return inputs, labels
+
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        shard, shards = current_shard()
+        lo, hi = shard_bounds(0, self.total, shard, shards)
+        sizes = [len(p) for p in even_pieces(hi - lo, batches_per_shard(self.total, shards, self.batch_size))]
+        rng = random.Random(self.seed * 1_000_003 + self.epoch * 1_009 + shard)
+        buffer: list[Pair] = []
+        plan: list[list[int]] = []
+
+        def take(k: int) -> list[Pair]:
+            picked = []
+            for _ in range(k):  # swap-remove a random record
+                j = rng.randrange(len(buffer))
+                buffer[j], buffer[-1] = buffer[-1], buffer[j]
+                picked.append(buffer.pop())
+            plan.append([p.index for p in picked])
+            return picked
+
+        for pair in iter_records(self.path, self.labels, self.skip_bad):
+            if pair.index >= hi:
+                break
+            if pair.index < lo:
+                continue
+            buffer.append(pair)
+            if len(buffer) >= self.buffer_size and len(plan) < len(sizes):
+                yield self._batch(take(sizes[len(plan)]))
+        while len(plan) < len(sizes):
+            yield self._batch(take(sizes[len(plan)]))
+        distributed.record_plan(plan, self.epoch, tag=f"s{shard}")
