@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,12 @@ def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, ma
         raise UserError(f"--output {out}: folder {out.parent} does not exist")
     tokenizer, model, labels = load_model_dir(model_dir)
     pairs = read_pairs(file, labels, need_label=False, skip_bad=skip_bad)
+    started = time.perf_counter()
     probs = _probabilities(model, tokenizer, pairs, max_length, batch_size, select_device(device_name),
                            precision)
+    seconds = time.perf_counter() - started
+    log.info(f"predicted {len(pairs)} pairs in {seconds:.2f}s ({len(pairs) / max(seconds, 1e-9):.1f} pairs/s, "
+             "tokenisation included)")
     pred = probs.argmax(1)
     lines = [json.dumps({"id": p.id if p.id is not None else p.index, "label": labels[k]}, ensure_ascii=False)
              for p, k in zip(pairs, pred)]
