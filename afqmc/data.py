@@ -1,4 +1,4 @@
-"""Sentence-pair JSON Lines: strict reading, tokenisation, length-grouped batching, streaming.
+"""Sentence-pair JSON Lines: strict reading, tokenisation, length-grouped batching.
 
 Each line is ``{"sentence1": str, "sentence2": str, "label": "0"|"1"|0|1, "id": optional}``.
 A UTF-8 BOM, CRLF line ends and blank lines are tolerated; every other defect is an error naming
@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import IterableDataset
 
 from shared.errors import UserError
-from shared.sharding import shard_range
 
 log = logging.getLogger("pairtrain")
 
@@ -189,26 +187,3 @@ class PairBatches:
         for idx in self.batches[self.skip:]:
             labels = [self.labels[i] for i in idx] if self.labels is not None else None
             yield collate([self.features[i] for i in idx], labels, self.pad_id)
-
-
-class PairStream(IterableDataset):
-    """Streams records of a JSONL file too large for memory, sharded across ranks and
-    DataLoader workers via ``shared.sharding`` (each record read by exactly one worker).
-
-    Yields ``Pair``s; tokenise in the DataLoader's ``collate_fn``.
-    """
-
-    def __init__(self, path: str | Path, labels: Sequence[str] = ("0", "1"), need_label: bool = True):
-        self.path, self.labels, self.need_label = Path(path), tuple(labels), need_label
-        self.num_records = sum(1 for _ in _lines(self.path))
-
-    def __iter__(self) -> Iterator[Pair]:
-        mine = shard_range(0, self.num_records)
-        for index, (number, raw) in enumerate(_lines(self.path)):
-            if index >= mine.stop:
-                break
-            if index >= mine.start:
-                try:
-                    yield _parse(raw, self.labels, self.need_label, index)
-                except BadLine as e:
-                    raise UserError(f"{self.path}:{number}: {e}") from None

@@ -125,15 +125,6 @@ def rank_prefix() -> str:
     return f"[rank {os.environ.get('RANK', '0')}] " if launched_by_torchrun() else ""
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank if it is True on any (e.g. to stop together)."""
-    if world_size() == 1:
-        return flag
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 def summary(batch_size: int, accum_steps: int = 1) -> str:
     world = world_size()
     return (f"{world} process(es) x batch {batch_size}" + (f" x accumulation {accum_steps}" if accum_steps > 1

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from afqmc.cli import main
-from afqmc.data import PairStream, length_grouped_batches, read_pairs
+from afqmc.data import length_grouped_batches, read_pairs
 from afqmc.model import BertForPairwiseCLS
 from afqmc.modeldir import load_model_dir, save_model_dir
 from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
@@ -140,15 +140,6 @@ def test_unknown_model_name_explains_offline_options(pair_files, tmp_path):
                 "no-such/model-xyz", "--out", str(tmp_path / "o"), env={"HF_HUB_OFFLINE": "1"})
     assert r.returncode == 2 and "--model no-such/model-xyz" in r.stderr and "--model scratch" in r.stderr
     assert "Traceback" not in r.stderr
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_stream_reads_every_record_once(tmp_path, workers):
-    path = write_jsonl(tmp_path / "s.json", make_pairs(53, 3))
-    loader = torch.utils.data.DataLoader(PairStream(path), batch_size=4, num_workers=workers,
-                                         collate_fn=lambda b: [p.index for p in b])
-    seen = [i for batch in loader for i in batch]
-    assert sorted(seen) == list(range(53))
 
 
 def test_length_grouped_batches_cover_once_and_cut_padding():

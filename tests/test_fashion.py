@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import REFERENCE, run_cli, synthetic_fashion, write_idx
 from fashion.cli import main
