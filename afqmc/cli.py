@@ -48,12 +48,7 @@ def _main(argv: Sequence[str]) -> int:
         from afqmc.config import TrainConfig
         from afqmc.train import main as train_main
 
-        from shared import distributed
-
-        try:
-            train_main(from_args(TrainConfig, args))
-        finally:
-            distributed.teardown()
+        train_main(from_args(TrainConfig, args))
         return 0
     from afqmc import infer
 

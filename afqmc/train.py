@@ -28,7 +28,7 @@ from shared.rundir import RunDir, prepare_run_dir, setup_logging
 from shared.sharding import batches_per_rank
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
 from shared.report import write_run_report
-from shared.training import epoch_summary, finish_epoch, resume_or_start, save_checkpoint
+from shared.training import epoch_record, epoch_summary, finish_epoch, resume_or_start, save_checkpoint
 
 log = logging.getLogger("pairtrain")
 
@@ -148,11 +148,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
             log.warning(warning)
         seconds = time.perf_counter() - started
         state.train_seconds += seconds
-        record = {"epoch": state.epoch + 1, "step": state.global_step, "lr": optimizer.param_groups[0]["lr"],
-                  **train, "dev_pairs_per_second": metrics["n"] / max(eval_seconds, 1e-9),
-                  "dev_loss": metrics["loss"], "dev_accuracy": metrics["accuracy"],
-                  "dev_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
-                  "epoch_seconds": seconds, "seconds": state.train_seconds}
+        record = epoch_record(state, optimizer.param_groups[0]["lr"], train, metrics, "dev", seconds,
+                              dev_pairs_per_second=metrics["n"] / max(eval_seconds, 1e-9))
         log.info(epoch_summary(record, "dev"))
         main = distributed.is_main()  # only rank 0 writes files
         finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch,

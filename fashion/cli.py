@@ -55,12 +55,7 @@ def _main(argv: Sequence[str]) -> int:
         from fashion.config import TrainConfig
         from fashion.train import main as train_main
 
-        from shared import distributed
-
-        try:
-            train_main(from_args(TrainConfig, args))
-        finally:
-            distributed.teardown()
+        train_main(from_args(TrainConfig, args))
         return 0
     from fashion import infer
 

@@ -106,12 +106,17 @@ def setup_logging(log_file: str | os.PathLike | None = None, quiet: bool = False
 def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """Run ``main(argv)``; user errors become one line on stderr and exit code 2.
 
+    A torch.distributed process group that ``main`` joined is left on the way out.
+
     ``--debug`` anywhere on the command line shows the full traceback instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        return int(main(argv) or 0)
+        try:
+            return int(main(argv) or 0)
+        finally:
+            distributed.teardown()  # leave a torchrun process group, whatever happened
     except UserError as e:
         if debug:
             raise

@@ -75,6 +75,15 @@ def finish_epoch(run: RunDir, state: TrainState, record: dict[str, Any], accurac
     return finished
 
 
+def epoch_record(state: TrainState, lr: float, train: dict[str, Any], metrics: dict[str, Any], eval_name: str,
+                 seconds: float, **extra: Any) -> dict[str, Any]:
+    """One ``history`` entry: the epoch's training figures and ``<eval_name>_*`` metrics."""
+    return {"epoch": state.epoch + 1, "step": state.global_step, "lr": lr, **train, **extra,
+            f"{eval_name}_loss": metrics["loss"], f"{eval_name}_accuracy": metrics["accuracy"],
+            f"{eval_name}_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
+            "epoch_seconds": seconds, "seconds": state.train_seconds}
+
+
 def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
     """The one line printed after each epoch."""
     return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, {eval_name} accuracy "
