@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--max-length", type=int, default=128)
     common.add_argument("--device", default="auto")
     common.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="as in train: auto uses bf16 autocast where it is fast")
+                        help="auto: bf16 weights where bf16 is fast (as training's dev evaluation), else fp32")
     common.add_argument("--skip-bad-lines", action="store_true")
     common.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from afqmc.data import Pair, PairBatches, encode, length_sorted_batches, read_pairs
+from afqmc.model import inference_model, use_fastest_attention
 from afqmc.modeldir import load_model_dir
 from afqmc.train import class_names
 from shared.checkpoint import write_bytes
@@ -30,8 +31,9 @@ def _probabilities(model: nn.Module, tokenizer: Any, pairs: list[Pair], max_leng
     """(N, C) probabilities in input order (batches are length-sorted for speed)."""
     features = encode(tokenizer, pairs, max_length)
     order = length_sorted_batches(features, batch_size)
-    probs = predict_proba(model.to(device), PairBatches(features, None, order, tokenizer.pad_token_id),
-                          device=device, autocast_dtype=autocast_dtype(device, precision))
+    use_fastest_attention(model, device)
+    model = inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
+    probs = predict_proba(model, PairBatches(features, None, order, tokenizer.pad_token_id), device=device)
     out = np.empty_like(probs)
     out[np.concatenate(order)] = probs
     return out
@@ -45,8 +47,9 @@ def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device
     features = encode(tokenizer, pairs, max_length)
     batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, batch_size),
                           tokenizer.pad_token_id)
-    metrics = evaluate(model.to(device), batches, nn.CrossEntropyLoss(), device=device,
-                       num_classes=len(labels), autocast_dtype=autocast_dtype(device, precision))
+    use_fastest_attention(model, device)
+    model = inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
+    metrics = evaluate(model, batches, nn.CrossEntropyLoss(), device=device, num_classes=len(labels))
     names = class_names(tuple(labels))
     log.info(report_text(metrics, names))
     if report_dir:

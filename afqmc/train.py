@@ -17,6 +17,7 @@ from transformers import get_linear_schedule_with_warmup
 from afqmc import LABEL_NAMES
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
 from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
+from afqmc.model import inference_model, use_fastest_attention
 from afqmc.modeldir import from_source, save_model_dir
 from afqmc.pretrain import mlm_warmup
 from afqmc.stream import StreamingPairBatches, count_records, iter_records
@@ -104,6 +105,7 @@ def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[in
 
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
         data: TrainData, dev_pairs: list) -> dict[str, Any]:
+    use_fastest_attention(net, device)
     model = distributed.wrap(net.to(device), device)
     dev_x, dev_y = encode(tokenizer, dev_pairs, cfg.max_length), [p.label for p in dev_pairs]
     pad = tokenizer.pad_token_id
@@ -141,8 +143,9 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
             log_interval=cfg.log_interval, dataset_size=data.total, num_batches=data.batches_per_epoch,
             max_steps=total_steps, on_step=checkpoint, progress=not cfg.quiet)
         eval_started = time.perf_counter()
-        metrics = evaluate(net, dev_batches, nn.CrossEntropyLoss(), device=device, num_classes=len(cfg.label_list),
-                           autocast_dtype=autocast, progress=not cfg.quiet, gather=distributed.gather_cat)
+        metrics = evaluate(inference_model(net, autocast, copy_weights=True), dev_batches, nn.CrossEntropyLoss(),
+                           device=device, num_classes=len(cfg.label_list), progress=not cfg.quiet,
+                           gather=distributed.gather_cat)
         eval_seconds = time.perf_counter() - eval_started
         if (warning := single_class_warning(metrics, names)):
             log.warning(warning)

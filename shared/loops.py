@@ -153,16 +153,22 @@ def train_one_epoch(
 
 @torch.no_grad()
 def _collect(model: nn.Module, batches: Iterable[Any], device: torch.device,
-             autocast_dtype: torch.dtype | None, desc: str, progress: bool):
+             autocast_dtype: torch.dtype | None, desc: str, progress: bool,
+             ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(fp32 logits, targets) per batch; logits stay on ``device``."""
     model.eval()
     bar = progress_bar(len(batches) if hasattr(batches, "__len__") else None, desc, progress)
-    for batch in batches:
-        inputs, targets = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        with _autocast(device, autocast_dtype):
-            logits = forward(model, to_device(inputs, device))
-        bar.update(1)
-        yield logits.float(), (to_device(targets, device) if targets is not None else None)
+    out = []
+    # One autocast region for the whole pass: autocast caches the low-precision copy of each weight
+    # until the region ends, so the weights are cast once per pass instead of once per batch.
+    with _autocast(device, autocast_dtype):
+        for batch in batches:
+            inputs, targets = batch if isinstance(batch, (tuple, list)) else (batch, None)
+            logits = forward(model, to_device(inputs, device)).float()
+            out.append((logits, to_device(targets, device) if targets is not None else None))
+            bar.update(1)
     bar.close()
+    return out
 
 
 def evaluate(

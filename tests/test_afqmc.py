@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from afqmc.cli import main
-from afqmc.data import length_grouped_batches, read_pairs
+from afqmc.data import collate, length_grouped_batches, read_pairs
 from afqmc.model import BertForPairwiseCLS
 from afqmc.modeldir import load_model_dir, save_model_dir
 from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
@@ -87,6 +87,29 @@ def test_save_pretrained_round_trip_identical_logits(tmp_path):
         assert torch.equal(again(**enc).logits, model(**enc).logits)
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_cls_only_top_layer_equals_plain_bert_forward(attn):
+    """The forward computes the top layer for [CLS] alone; it must be the same function as BertModel's."""
+    from transformers import BertConfig
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                     intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                     attn_implementation=attn)
+    model = BertForPairwiseCLS(cfg)
+    ids = torch.randint(5, 50, (5, 11))
+    mask = torch.ones_like(ids)
+    for row, n in enumerate([11, 3, 7, 1, 9]):  # padded rows of different lengths
+        mask[row, n:] = 0
+    types = (torch.arange(11) > 4).long().expand(5, 11)
+    for m in (mask, None):
+        fast = model.encode_cls(ids, m, types)
+        plain = model.encode_cls_full(ids, m, types)
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+        (g_fast,) = torch.autograd.grad(fast.square().sum(), model.bert.embeddings.word_embeddings.weight)
+        (g_plain,) = torch.autograd.grad(plain.square().sum(), model.bert.embeddings.word_embeddings.weight)
+        torch.testing.assert_close(g_fast, g_plain, rtol=1e-4, atol=1e-5)
+
+
 BAD_LINES = [
     (b'{"sentence1": "a", "sentence2": "b", "label": "0"\n', "invalid JSON"),
     (b'[1, 2]\n', "expected a JSON object, found list"),
@@ -140,6 +163,17 @@ def test_unknown_model_name_explains_offline_options(pair_files, tmp_path):
                 "no-such/model-xyz", "--out", str(tmp_path / "o"), env={"HF_HUB_OFFLINE": "1"})
     assert r.returncode == 2 and "--model no-such/model-xyz" in r.stderr and "--model scratch" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_collate_pads_each_batch_to_its_longest_pair():
+    feats = [{"input_ids": [2, 7, 3], "token_type_ids": [0, 0, 0]},
+             {"input_ids": [2, 8, 9, 3, 4, 3], "token_type_ids": [0, 0, 0, 0, 1, 1]},
+             {"input_ids": [2, 3], "token_type_ids": [0, 1]}]
+    inputs, labels = collate(feats, [1, 0, 1], pad_id=0)
+    assert inputs["input_ids"].tolist() == [[2, 7, 3, 0, 0, 0], [2, 8, 9, 3, 4, 3], [2, 3, 0, 0, 0, 0]]
+    assert inputs["token_type_ids"].tolist() == [[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1], [0, 1, 0, 0, 0, 0]]
+    assert inputs["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0], [1] * 6, [1, 1, 0, 0, 0, 0]]
+    assert labels.tolist() == [1, 0, 1] and collate(feats, None, 0)[1] is None
 
 
 def test_length_grouped_batches_cover_once_and_cut_padding():
