@@ -23,6 +23,8 @@ class TrainConfig:
     scratch_size: Literal["tiny", "small", "base"] = _f(
         "small", "--model scratch size: tiny 128x2, small 256x4, base 768x12 (hidden x layers)")
     vocab_size: int = _f(8000, "--model scratch: WordPiece vocabulary size")
+    match_types: bool = _f(True, "--model scratch: token types also mark characters that occur in both "
+                                 "sentences (an exact-match feature; the model learns far faster from it)")
     mlm_epochs: int = _f(0, "masked-LM warm-up epochs on the training text before fine-tuning (0: none)")
     labels: str = _f("0,1", "comma-separated label values, in class-index order")
     epochs: int = _f(3, "passes over the training set")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from afqmc.data import Pair, PairBatches, encode, length_sorted_batches, read_pairs
-from afqmc.model import inference_model, use_fastest_attention
+from afqmc.model import inference_model, use_fastest_attention, uses_match_types
 from afqmc.modeldir import load_model_dir
 from afqmc.train import class_names
 from shared.checkpoint import write_bytes
@@ -29,7 +29,7 @@ log = logging.getLogger("pairtrain")
 def _probabilities(model: nn.Module, tokenizer: Any, pairs: list[Pair], max_length: int,
                    batch_size: int, device: torch.device, precision: str) -> np.ndarray:
     """(N, C) probabilities in input order (batches are length-sorted for speed)."""
-    features = encode(tokenizer, pairs, max_length)
+    features = encode(tokenizer, pairs, max_length, uses_match_types(model.config))
     order = length_sorted_batches(features, batch_size)
     use_fastest_attention(model, device)
     model = inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
@@ -44,7 +44,7 @@ def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device
     tokenizer, model, labels = load_model_dir(model_dir)
     pairs = read_pairs(file, labels, need_label=True, skip_bad=skip_bad)
     device = select_device(device_name)
-    features = encode(tokenizer, pairs, max_length)
+    features = encode(tokenizer, pairs, max_length, uses_match_types(model.config))
     batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, batch_size),
                           tokenizer.pad_token_id)
     use_fastest_attention(model, device)

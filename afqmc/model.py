@@ -107,9 +107,17 @@ def _cls_only_layer(layer: BertLayer, hidden: torch.Tensor, mask: torch.Tensor |
 
 
 def scratch_config(vocab_size: int, size: str, num_labels: int, max_length: int,
-                   pad_token_id: int) -> BertConfig:
+                   pad_token_id: int, match_types: bool) -> BertConfig:
+    """A new BERT of ``size``; ``match_types`` adds token types 2/3 (see ``afqmc.data.match_token_types``)
+    and records in the config that inputs must carry them."""
     hidden, layers, heads = SCRATCH_SIZES[size]
     return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, intermediate_size=4 * hidden,
                       max_position_embeddings=max(512, max_length), num_labels=num_labels,
-                      pad_token_id=pad_token_id)
+                      pad_token_id=pad_token_id, type_vocab_size=4 if match_types else 2,
+                      match_token_types=match_types)
+
+
+def uses_match_types(config: BertConfig) -> bool:
+    """Whether the model was trained on exact-match token types (saved in its config.json)."""
+    return bool(getattr(config, "match_token_types", False))

@@ -37,14 +37,15 @@ def _label_maps(labels: Sequence[str]) -> dict[str, Any]:
 
 
 def from_source(source: str, labels: Sequence[str], texts: Any, scratch_size: str, vocab_size: int,
-                max_length: int) -> tuple[PreTrainedTokenizerBase, BertForPairwiseCLS]:
+                max_length: int, match_types: bool = True) -> tuple[PreTrainedTokenizerBase, BertForPairwiseCLS]:
     """Tokenizer and model for ``--model``: a hub name, a local directory, or ``scratch``."""
     if source == "scratch":
         # Rank 0 trains the tokenizer and every rank uses exactly its vocabulary.
         trained = train_char_tokenizer(texts, vocab_size=vocab_size).backend_tokenizer.to_str() \
             if distributed.is_main() else None
         tokenizer = wrap_tokenizer(Tokenizer.from_str(distributed.broadcast_object(trained)))
-        config = scratch_config(len(tokenizer), scratch_size, len(labels), max_length, tokenizer.pad_token_id)
+        config = scratch_config(len(tokenizer), scratch_size, len(labels), max_length, tokenizer.pad_token_id,
+                                match_types)
         config.update({k: v for k, v in _label_maps(labels).items() if k != "num_labels"})
         log.info(f"--model scratch: {len(tokenizer)}-token char WordPiece vocabulary, "
                  f"{config.num_hidden_layers} layers x {config.hidden_size} hidden")

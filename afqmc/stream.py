@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import IterableDataset
 
-from afqmc.data import BadLine, Pair, _lines, _parse, collate
+from afqmc.data import BadLine, Pair, _lines, _parse, collate, encode_texts
 from shared import distributed
 from shared.errors import UserError
 from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
@@ -53,18 +53,18 @@ class StreamingPairBatches(IterableDataset):
     Use with ``DataLoader(batch_size=None)``."""
 
     def __init__(self, path: str | Path, labels: Sequence[str], total: int, tokenizer: Any, max_length: int,
-                 batch_size: int, seed: int, buffer_size: int, skip_bad: bool):
+                 batch_size: int, seed: int, buffer_size: int, skip_bad: bool, match_types: bool = False):
         self.path, self.labels, self.total, self.tokenizer = Path(path), tuple(labels), total, tokenizer
         self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
         self.buffer_size, self.skip_bad, self.epoch = buffer_size, skip_bad, 0
+        self.match_types = match_types
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _batch(self, pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        enc = self.tokenizer([p.sentence1 for p in pairs], [p.sentence2 for p in pairs], truncation=True,
-                             max_length=self.max_length, return_attention_mask=False)
-        features = [{"input_ids": i, "token_type_ids": t} for i, t in zip(enc["input_ids"], enc["token_type_ids"])]
+        features = encode_texts(self.tokenizer, [p.sentence1 for p in pairs], [p.sentence2 for p in pairs],
+                                self.max_length, self.match_types)
         inputs, labels = collate(features, [p.label for p in pairs], self.tokenizer.pad_token_id)
         return inputs, labels
 

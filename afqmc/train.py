@@ -17,7 +17,7 @@ from transformers import get_linear_schedule_with_warmup
 from afqmc import LABEL_NAMES
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
 from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
-from afqmc.model import inference_model, use_fastest_attention
+from afqmc.model import inference_model, use_fastest_attention, uses_match_types
 from afqmc.modeldir import from_source, save_model_dir
 from afqmc.pretrain import mlm_warmup
 from afqmc.stream import StreamingPairBatches, count_records, iter_records
@@ -63,23 +63,25 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     texts = (s for p in records for s in (p.sentence1, p.sentence2))
     tokenizer, model = from_source(cfg.model, cfg.label_list, texts, cfg.scratch_size, cfg.vocab_size,
-                                   cfg.max_length)
-    return fit(cfg, run, device, tokenizer, model, TrainData(cfg, tokenizer, train_pairs, total), dev_pairs)
+                                   cfg.max_length, cfg.match_types)
+    data = TrainData(cfg, tokenizer, train_pairs, total, uses_match_types(model.config))
+    return fit(cfg, run, device, tokenizer, model, data, dev_pairs)
 
 
 class TrainData:
     """The training set: pre-tokenised in memory with length-grouped batches, or streamed from the
     file (``--streaming``) through DataLoader workers."""
 
-    def __init__(self, cfg: TrainConfig, tokenizer: Any, pairs: list | None, total: int):
+    def __init__(self, cfg: TrainConfig, tokenizer: Any, pairs: list | None, total: int, match_types: bool):
         self.cfg, self.total, self.pad = cfg, total, tokenizer.pad_token_id
         if pairs is not None:
-            self.x, self.y = encode(tokenizer, pairs, cfg.max_length), [p.label for p in pairs]
+            self.x, self.y = encode(tokenizer, pairs, cfg.max_length, match_types), [p.label for p in pairs]
             self.lengths = [len(f["input_ids"]) for f in self.x]
             self.batches_per_epoch = len(train_plan(cfg, self.lengths, 0))
         else:
             self.stream = StreamingPairBatches(cfg.train_file, cfg.label_list, total, tokenizer, cfg.max_length,
-                                               cfg.batch_size, cfg.seed, cfg.shuffle_buffer, cfg.skip_bad_lines)
+                                               cfg.batch_size, cfg.seed, cfg.shuffle_buffer, cfg.skip_bad_lines,
+                                               match_types)
             self.batches_per_epoch = batches_per_rank(total, cfg.batch_size, cfg.num_workers)
 
     def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
@@ -107,7 +109,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
         data: TrainData, dev_pairs: list) -> dict[str, Any]:
     use_fastest_attention(net, device)
     model = distributed.wrap(net.to(device), device)
-    dev_x, dev_y = encode(tokenizer, dev_pairs, cfg.max_length), [p.label for p in dev_pairs]
+    dev_x = encode(tokenizer, dev_pairs, cfg.max_length, uses_match_types(net.config))
+    dev_y = [p.label for p in dev_pairs]
     pad = tokenizer.pad_token_id
     steps_per_epoch = -(-data.batches_per_epoch // cfg.accum_steps)
     total_steps = cfg.epochs * steps_per_epoch

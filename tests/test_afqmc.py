@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from afqmc.cli import main
-from afqmc.data import collate, length_grouped_batches, read_pairs
+from afqmc.data import collate, length_grouped_batches, match_token_types, read_pairs
 from afqmc.model import BertForPairwiseCLS
 from afqmc.modeldir import load_model_dir, save_model_dir
 from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
@@ -56,14 +56,31 @@ def test_train_eval_predict_with_local_model(pair_files, tmp_path):
     assert r.returncode == 2 and "test.json:1: missing field 'label'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_scratch_model_trains_offline(pair_files, tmp_path, capsys):
+def test_scratch_model_learns_offline_and_its_model_dir_reproduces_dev(pair_files, tmp_path, capsys):
+    """The scratch recipe must genuinely learn a learnable pair signal (here: sentence2 is a shuffle
+    of sentence1), and eval from best/ must feed the model the same exact-match token types."""
     train, dev, _ = pair_files
     rc = main(["train", "--train-file", str(train), "--dev-file", str(dev), "--model", "scratch",
-               "--scratch-size", "tiny", "--out", str(tmp_path / "s"), "--epochs", "1", "--batch-size", "32"])
+               "--scratch-size", "tiny", "--out", str(tmp_path / "s"), "--epochs", "4", "--batch-size", "16",
+               "--lr", "1e-3", "--quiet"])
     assert rc == 0, capsys.readouterr().err
+    best = json.loads((tmp_path / "s" / "metrics.json").read_text())["best_dev_accuracy"]
+    assert best >= 0.9
     tok, model, labels = load_model_dir(tmp_path / "s" / "best")
     assert labels == ["0", "1"] and model.config.num_hidden_layers == 2
+    assert model.config.match_token_types and model.config.type_vocab_size == 4
     assert tok.convert_ids_to_tokens(tok("花呗", "还款")["input_ids"]) == ["[CLS]", "花", "呗", "[SEP]", "还", "款", "[SEP]"]
+    capsys.readouterr()
+    assert main(["eval", "--model-dir", str(tmp_path / "s" / "best"), "--file", str(dev)]) == 0
+    assert f"accuracy: {100 * best:.2f}%" in capsys.readouterr().out
+
+
+def test_match_token_types_mark_characters_shared_by_the_two_sentences():
+    # [CLS] 花 呗 借 [SEP] 呗 花 还 [SEP] with specials 2 and 3
+    ids = [2, 10, 11, 12, 3, 11, 10, 13, 3]
+    types = [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert match_token_types(ids, types, {0, 2, 3}) == [0, 2, 2, 0, 0, 3, 3, 1, 1]
+    assert match_token_types([2, 10, 3, 10, 3], [0, 0, 0, 1, 1], {2, 3}) == [0, 2, 0, 3, 1]
 
 
 def test_save_pretrained_round_trip_identical_logits(tmp_path):
