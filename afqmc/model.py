@@ -44,7 +44,6 @@ class BertForPairwiseCLS(BertPreTrainedModel):
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-
     def encode_cls(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The top layer's ``[CLS]`` vector, ``(batch, hidden)``, computing the top layer for it alone."""
