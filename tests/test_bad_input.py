@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,21 +85,27 @@ def test_afqmc_eval_needs_labels(afqmc_run, tmp_path, capsys):
            "test.json:1: missing field 'label'", "predict")
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "flipped", "no-config"])
-def test_afqmc_damaged_model_dir(afqmc_run, tmp_path, capsys, damage):
+def _damaged_copy(source: Path, model: Path, damage: str, keep: int) -> Path:
+    """Copy a model dir and damage its weights: missing, truncated to ``keep`` bytes, or a flipped byte
+    (any other ``damage`` is left to the caller)."""
     import shutil
-    model = tmp_path / "model"
-    shutil.copytree(afqmc_run / "run" / "best", model)
+    shutil.copytree(source, model)
     weights = model / "model.safetensors"
     if damage == "missing":
         weights.unlink()
     elif damage == "truncated":
-        weights.write_bytes(weights.read_bytes()[:1000])
+        weights.write_bytes(weights.read_bytes()[:keep])
     elif damage == "flipped":
         data = bytearray(weights.read_bytes())
         data[-10] ^= 0xFF
         weights.write_bytes(bytes(data))
-    else:
+    return model
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "flipped", "no-config"])
+def test_afqmc_damaged_model_dir(afqmc_run, tmp_path, capsys, damage):
+    model = _damaged_copy(afqmc_run / "run" / "best", tmp_path / "model", damage, keep=1000)
+    if damage == "no-config":
         (model / "config.json").unlink()
     _fails(afqmc_main, ["predict", "--model-dir", str(model), "--pair", "花呗", "还款"], capsys, str(model))
 
@@ -160,19 +167,8 @@ def test_fashion_predict_unreadable_image(fashion_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "flipped", "bad-config"])
 def test_fashion_damaged_model_dir(fashion_run, tmp_path, capsys, damage):
-    import shutil
-    model = tmp_path / "model"
-    shutil.copytree(fashion_run / "run" / "best", model)
-    weights = model / "model.safetensors"
-    if damage == "missing":
-        weights.unlink()
-    elif damage == "truncated":
-        weights.write_bytes(weights.read_bytes()[:500])
-    elif damage == "flipped":
-        data = bytearray(weights.read_bytes())
-        data[-10] ^= 0xFF
-        weights.write_bytes(bytes(data))
-    else:
+    model = _damaged_copy(fashion_run / "run" / "best", tmp_path / "model", damage, keep=500)
+    if damage == "bad-config":
         (model / "MANIFEST.json").unlink()
         (model / "config.json").write_text(json.dumps({"format": "fashion-model/1", "arch": "resnet"}))
     _fails(fashion_main, ["eval", "--model-dir", str(model), "--data-dir", str(fashion_run)], capsys, str(model))
