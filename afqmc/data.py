@@ -121,15 +121,16 @@ def read_pairs(path: str | Path, labels: Sequence[str] = ("0", "1"), need_label:
 
 
 def encode(tokenizer: Any, pairs: Sequence[Pair], max_length: int,
-           match_types: bool = False) -> list[dict[str, list[int]]]:
+           match_types: bool) -> list[dict[str, list[int]]]:
     """Pair-encode ``[CLS] s1 [SEP] s2 [SEP]`` once, truncated to ``max_length``, unpadded.
 
     ``match_types``: mark the tokens that also occur in the other sentence (:func:`match_token_types`).
     """
     out: list[dict[str, list[int]]] = []
     for i in range(0, len(pairs), 2048):  # chunks keep memory flat; the fast tokenizer is parallel
-        out += encode_texts(tokenizer, [p.sentence1 for p in pairs[i:i + 2048]],
-                            [p.sentence2 for p in pairs[i:i + 2048]], max_length, match_types)
+        chunk = pairs[i:i + 2048]
+        out += encode_texts(tokenizer, [p.sentence1 for p in chunk], [p.sentence2 for p in chunk], max_length,
+                            match_types)
     return out
 
 

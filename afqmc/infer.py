@@ -26,13 +26,18 @@ from shared.runtime import autocast_dtype, select_device
 log = logging.getLogger("pairtrain")
 
 
+def _on_device(model: nn.Module, device: torch.device, precision: str) -> nn.Module:
+    """``model`` ready for inference on ``device``: its attention kernel and weight dtype chosen."""
+    use_fastest_attention(model, device)
+    return inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
+
+
 def _probabilities(model: nn.Module, tokenizer: Any, pairs: list[Pair], max_length: int,
                    batch_size: int, device: torch.device, precision: str) -> np.ndarray:
     """(N, C) probabilities in input order (batches are length-sorted for speed)."""
     features = encode(tokenizer, pairs, max_length, uses_match_types(model.config))
     order = length_sorted_batches(features, batch_size)
-    use_fastest_attention(model, device)
-    model = inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
+    model = _on_device(model, device, precision)
     probs = predict_proba(model, PairBatches(features, None, order, tokenizer.pad_token_id), device=device)
     out = np.empty_like(probs)
     out[np.concatenate(order)] = probs
@@ -47,8 +52,7 @@ def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device
     features = encode(tokenizer, pairs, max_length, uses_match_types(model.config))
     batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, batch_size),
                           tokenizer.pad_token_id)
-    use_fastest_attention(model, device)
-    model = inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
+    model = _on_device(model, device, precision)
     metrics = evaluate(model, batches, nn.CrossEntropyLoss(), device=device, num_classes=len(labels))
     names = class_names(tuple(labels))
     log.info(report_text(metrics, names))

@@ -37,7 +37,7 @@ def _label_maps(labels: Sequence[str]) -> dict[str, Any]:
 
 
 def from_source(source: str, labels: Sequence[str], texts: Any, scratch_size: str, vocab_size: int,
-                max_length: int, match_types: bool = True) -> tuple[PreTrainedTokenizerBase, BertForPairwiseCLS]:
+                max_length: int, match_types: bool) -> tuple[PreTrainedTokenizerBase, BertForPairwiseCLS]:
     """Tokenizer and model for ``--model``: a hub name, a local directory, or ``scratch``."""
     if source == "scratch":
         # Rank 0 trains the tokenizer and every rank uses exactly its vocabulary.

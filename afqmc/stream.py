@@ -53,7 +53,7 @@ class StreamingPairBatches(IterableDataset):
     Use with ``DataLoader(batch_size=None)``."""
 
     def __init__(self, path: str | Path, labels: Sequence[str], total: int, tokenizer: Any, max_length: int,
-                 batch_size: int, seed: int, buffer_size: int, skip_bad: bool, match_types: bool = False):
+                 batch_size: int, seed: int, buffer_size: int, skip_bad: bool, match_types: bool):
         self.path, self.labels, self.total, self.tokenizer = Path(path), tuple(labels), total, tokenizer
         self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
         self.buffer_size, self.skip_bad, self.epoch = buffer_size, skip_bad, 0
