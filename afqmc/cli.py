@@ -6,66 +6,49 @@ import argparse
 from typing import Sequence
 
 from shared.config import add_dataclass_args, from_args
-from shared.errors import UserError
-from shared.rundir import run_cli, setup_logging
+from shared.rundir import log, run_cli, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from afqmc.config import TrainConfig
+    from afqmc.config import EvalConfig, PredictConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="afqmc", description="Sentence-pair similarity with a BERT encoder")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="fine-tune (or train from scratch) and write a run directory")
-    add_dataclass_args(train, TrainConfig)
-    train.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model-dir", required=True, help="a model directory, e.g. runs/afqmc/best")
-    common.add_argument("--batch-size", type=int, default=64)
-    common.add_argument("--max-length", type=int, default=128)
-    common.add_argument("--device", default="auto")
-    common.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="auto: bf16 weights where bf16 is fast (as training's dev evaluation), else fp32")
-    common.add_argument("--skip-bad-lines", action="store_true")
-    common.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-
-    ev = sub.add_parser("eval", parents=[common], help="accuracy, macro-F1, per-class report, confusion matrix")
-    ev.add_argument("--file", required=True, help="labelled JSON Lines file")
-    ev.add_argument("--report", metavar="DIR", help="also write confusion.png, per_class.csv, report.md here")
-
-    pr = sub.add_parser("predict", parents=[common], help="label a file (CLUE format) or one pair")
-    what = pr.add_mutually_exclusive_group(required=True)
-    what.add_argument("--file", help="JSON Lines file (labels optional)")
-    what.add_argument("--pair", nargs=2, metavar=("SENTENCE1", "SENTENCE2"), help="one sentence pair")
-    pr.add_argument("--output", help="with --file: where to write one {\"id\", \"label\"} JSON per line")
+    for name, cfg, text in (
+            ("train", TrainConfig, "fine-tune (or train from scratch) and write a run directory"),
+            ("eval", EvalConfig, "accuracy, macro-F1, per-class report, confusion matrix"),
+            ("predict", PredictConfig, "label a file (--file, CLUE format, with --output) or one pair (--pair)")):
+        command = sub.add_parser(name, help=text, description=text)
+        add_dataclass_args(command, cfg)
+        command.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return parser
 
 
 def _main(argv: Sequence[str]) -> int:
+    from afqmc.config import EvalConfig, PredictConfig, TrainConfig
+
     args = build_parser().parse_args(argv)
+    cfg = from_args({"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig}[args.command], args)
     if args.command == "train":
-        from afqmc.config import TrainConfig
         from afqmc.train import main as train_main
 
-        train_main(from_args(TrainConfig, args))
+        train_main(cfg)
         return 0
     from afqmc import infer
+    from shared.runtime import set_threads
 
     setup_logging()
-    if args.batch_size < 1 or args.max_length < 1:
-        raise UserError("--batch-size and --max-length must be at least 1")
+    if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
+        log.info(note)
     if args.command == "eval":
-        infer.run_eval(args.model_dir, args.file, args.batch_size, args.max_length, args.device,
-                       args.skip_bad_lines, args.precision, args.report)
-    elif args.pair:
-        infer.run_predict_pair(args.model_dir, args.pair[0], args.pair[1], args.max_length, args.device,
-                               args.precision)
+        infer.run_eval(cfg.model_dir, cfg.file, cfg.batch_size, cfg.max_length, cfg.device, cfg.skip_bad_lines,
+                       cfg.precision, cfg.report)
+    elif cfg.pair:
+        infer.run_predict_pair(cfg.model_dir, cfg.pair[0], cfg.pair[1], cfg.max_length, cfg.device, cfg.precision)
     else:
-        if not args.output:
-            raise UserError("predict --file needs --output OUT.json")
-        infer.run_predict_file(args.model_dir, args.file, args.output, args.batch_size, args.max_length,
-                               args.device, args.skip_bad_lines, args.precision)
+        infer.run_predict_file(cfg.model_dir, cfg.file, cfg.output, cfg.batch_size, cfg.max_length, cfg.device,
+                               cfg.skip_bad_lines, cfg.precision)
     return 0
 
 

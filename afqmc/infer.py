@@ -9,52 +9,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from afqmc.data import Pair, PairBatches, encode, length_sorted_batches, read_pairs
-from afqmc.model import inference_model, use_fastest_attention, uses_match_types
-from afqmc.modeldir import load_model_dir
-from afqmc.train import class_names
+from afqmc import class_names
+from afqmc.data import Pair, PairBatches, length_sorted_batches, read_pairs
+from afqmc.scorer import PairScorer
 from shared.checkpoint import write_bytes
 from shared.errors import UserError
-from shared.loops import evaluate, predict_proba
+from shared.loops import evaluate
 from shared.metrics import report_text, single_class_warning
 from shared.report import write_eval_report
-from shared.runtime import autocast_dtype, select_device
 
 log = logging.getLogger("pairtrain")
 
 
-def _on_device(model: nn.Module, device: torch.device, precision: str) -> nn.Module:
-    """``model`` ready for inference on ``device``: its attention kernel and weight dtype chosen."""
-    use_fastest_attention(model, device)
-    return inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
-
-
-def _probabilities(model: nn.Module, tokenizer: Any, pairs: list[Pair], max_length: int,
-                   batch_size: int, device: torch.device, precision: str) -> np.ndarray:
-    """(N, C) probabilities in input order (batches are length-sorted for speed)."""
-    features = encode(tokenizer, pairs, max_length, uses_match_types(model.config))
-    order = length_sorted_batches(features, batch_size)
-    model = _on_device(model, device, precision)
-    probs = predict_proba(model, PairBatches(features, None, order, tokenizer.pad_token_id), device=device)
-    out = np.empty_like(probs)
-    out[np.concatenate(order)] = probs
-    return out
-
-
 def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device_name: str,
              skip_bad: bool, precision: str = "auto", report_dir: str | None = None) -> dict[str, Any]:
-    tokenizer, model, labels = load_model_dir(model_dir)
+    scorer = PairScorer.from_dir(model_dir, device=device_name, precision=precision, max_length=max_length,
+                                 batch_size=batch_size)
+    labels = scorer.labels
     pairs = read_pairs(file, labels, need_label=True, skip_bad=skip_bad)
-    device = select_device(device_name)
-    features = encode(tokenizer, pairs, max_length, uses_match_types(model.config))
+    features = scorer.encode(pairs)
     batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, batch_size),
-                          tokenizer.pad_token_id)
-    model = _on_device(model, device, precision)
-    metrics = evaluate(model, batches, nn.CrossEntropyLoss(), device=device, num_classes=len(labels))
-    names = class_names(tuple(labels))
+                          scorer.tokenizer.pad_token_id)
+    metrics = evaluate(scorer.model, batches, nn.CrossEntropyLoss(), device=scorer.device, num_classes=len(labels))
+    names = class_names(labels)
     log.info(report_text(metrics, names))
     if report_dir:
         write_eval_report(Path(report_dir), metrics, names, f"{model_dir} on {file}")
@@ -72,11 +51,12 @@ def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, ma
         raise UserError(f"--output {out}: is a directory, expected a file name")
     if not out.parent.is_dir():
         raise UserError(f"--output {out}: folder {out.parent} does not exist")
-    tokenizer, model, labels = load_model_dir(model_dir)
+    scorer = PairScorer.from_dir(model_dir, device=device_name, precision=precision, max_length=max_length,
+                                 batch_size=batch_size)
+    labels = scorer.labels
     pairs = read_pairs(file, labels, need_label=False, skip_bad=skip_bad)
     started = time.perf_counter()
-    probs = _probabilities(model, tokenizer, pairs, max_length, batch_size, select_device(device_name),
-                           precision)
+    probs = scorer.probabilities(pairs)
     seconds = time.perf_counter() - started
     log.info(f"predicted {len(pairs)} pairs in {seconds:.2f}s ({len(pairs) / max(seconds, 1e-9):.1f} pairs/s, "
              "tokenisation included)")
@@ -99,10 +79,11 @@ def run_predict_pair(model_dir: str, sentence1: str, sentence2: str, max_length:
                      device_name: str, precision: str = "auto") -> dict[str, Any]:
     if not sentence1.strip() or not sentence2.strip():
         raise UserError("--pair: both sentences must be non-empty")
-    tokenizer, model, labels = load_model_dir(model_dir)
-    probs = _probabilities(model, tokenizer, [Pair(0, None, sentence1, sentence2, None)], max_length, 1,
-                           select_device(device_name), precision)[0]
-    k = int(probs.argmax())
-    name = class_names(tuple(labels))[k]
-    log.info(f"label: {labels[k]} ({name})  probability: {probs[k]:.4f}")
-    return {"label": labels[k], "probability": float(probs[k])}
+    scorer = PairScorer.from_dir(model_dir, device=device_name, precision=precision, max_length=max_length)
+    result = scorer.describe(scorer.probabilities([Pair(0, None, sentence1, sentence2, None)])[0])
+    label = result["label"]
+    name = class_names(scorer.labels)[scorer.labels.index(label)]
+    shown = label if name == label else f"{label} ({name})"
+    others = ", ".join(f"{lab}: {p:.4f}" for lab, p in result["probabilities"].items())
+    log.info(f"label: {shown}  probability: {result['probability']:.4f}  ({others})")
+    return result

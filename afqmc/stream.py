@@ -8,7 +8,6 @@ stay in step, and every record is used exactly once per epoch.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -21,8 +20,6 @@ from shared import distributed
 from shared.errors import UserError
 from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
 
-# Each DataLoader worker tokenises on its own; the tokenizer's thread pool would fight them.
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def iter_records(path: str | Path, labels: Sequence[str], skip_bad: bool) -> Iterator[Pair]:

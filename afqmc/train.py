@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import time
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
-from afqmc import LABEL_NAMES
+from afqmc import class_names
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
 from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
 from afqmc.model import inference_model, use_fastest_attention, uses_match_types
@@ -22,20 +22,14 @@ from afqmc.modeldir import from_source, save_model_dir
 from afqmc.pretrain import mlm_warmup
 from afqmc.stream import StreamingPairBatches, count_records, iter_records
 from shared import distributed
-from shared.checkpoint import write_json
-from shared.loops import TrainState, evaluate, train_one_epoch
-from shared.metrics import single_class_warning
-from shared.rundir import RunDir, prepare_run_dir, setup_logging
+from shared.epochs import Trainer, run_epochs
+from shared.loops import evaluate
+from shared.rundir import RunDir, open_run_dir, setup_logging
+from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
 from shared.sharding import batches_per_rank
-from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
-from shared.report import write_run_report
-from shared.training import epoch_record, epoch_summary, finish_epoch, resume_or_start, save_checkpoint
+from shared.training import find_checkpoint, restore_or_start
 
 log = logging.getLogger("pairtrain")
-
-
-def class_names(labels: tuple[str, ...]) -> list[str]:
-    return [LABEL_NAMES.get(lab, lab) if labels == ("0", "1") else lab for lab in labels]
 
 
 def optimizer_for(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
@@ -47,10 +41,16 @@ def optimizer_for(model: nn.Module, lr: float, weight_decay: float, device: torc
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
     device = select_device(distributed.setup(cfg.device))
-    with distributed.main_process_first():
-        run = prepare_run_dir(cfg.out, cfg.resume) if distributed.is_main() else RunDir(Path(cfg.out))
+    with open_run_dir(cfg.out, cfg.resume) as run:
+        return train(cfg, run, device)
+
+
+def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
     setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
-    log.info(f"Using {device} device; {distributed.summary(cfg.batch_size, cfg.accum_steps)}")
+    if note := set_threads(cfg.threads, adapt=False):
+        log.warning(note)
+    log.info(f"Using {device} device ({torch.get_num_threads()} CPU threads); "
+             f"{distributed.summary(cfg.batch_size, cfg.accum_steps)}")
     if cfg.streaming:  # validate and count now; the records are read again batch by batch
         train_pairs, total = None, count_records(cfg.train_file, cfg.label_list, cfg.skip_bad_lines)
         records = iter_records(cfg.train_file, cfg.label_list, cfg.skip_bad_lines)
@@ -61,11 +61,13 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     log.info(f"data: {total} training pairs ({cfg.train_file}{', streamed' if cfg.streaming else ''}), "
              f"{len(dev_pairs)} dev pairs")
     seed_everything(cfg.seed)
+    found = find_checkpoint(run, cfg.resume)
+    saved_tokenizer = found[1].get("extra", {}).get("tokenizer") if found else None
     texts = (s for p in records for s in (p.sentence1, p.sentence2))
     tokenizer, model = from_source(cfg.model, cfg.label_list, texts, cfg.scratch_size, cfg.vocab_size,
-                                   cfg.max_length, cfg.match_types)
+                                   cfg.max_length, cfg.match_types, saved_tokenizer)
     data = TrainData(cfg, tokenizer, train_pairs, total, uses_match_types(model.config))
-    return fit(cfg, run, device, tokenizer, model, data, dev_pairs)
+    return fit(cfg, run, device, tokenizer, model, data, dev_pairs, found)
 
 
 class TrainData:
@@ -79,6 +81,8 @@ class TrainData:
             self.lengths = [len(f["input_ids"]) for f in self.x]
             self.batches_per_epoch = len(train_plan(cfg, self.lengths, 0))
         else:
+            if cfg.num_workers:  # each worker tokenises on its own; the tokenizer's thread pool would fight them
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             self.stream = StreamingPairBatches(cfg.train_file, cfg.label_list, total, tokenizer, cfg.max_length,
                                                cfg.batch_size, cfg.seed, cfg.shuffle_buffer, cfg.skip_bad_lines,
                                                match_types)
@@ -106,7 +110,7 @@ def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[in
 
 
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
-        data: TrainData, dev_pairs: list) -> dict[str, Any]:
+        data: TrainData, dev_pairs: list, found: tuple[Path, dict[str, Any]] | None) -> dict[str, Any]:
     use_fastest_attention(net, device)
     model = distributed.wrap(net.to(device), device)
     dev_x = encode(tokenizer, dev_pairs, cfg.max_length, uses_match_types(net.config))
@@ -119,7 +123,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     optimizer = optimizer_for(model, cfg.learning_rate, cfg.weight_decay, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     config = dataclasses.asdict(cfg)
-    state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
+    state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER)
     autocast = autocast_dtype(device, cfg.precision)
     if cfg.mlm_epochs and state.global_step == 0:  # a resumed run already has the warmed-up encoder
         mlm_warmup(net, tokenizer, data.x, cfg.mlm_epochs, cfg.batch_size, cfg.learning_rate, cfg.seed, device,
@@ -131,60 +135,26 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
              f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}, "
              f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
 
-    def checkpoint(s: TrainState) -> None:
-        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0 and distributed.is_main():
-            save_checkpoint(run, model, optimizer, scheduler, s, config)
+    def evaluate_dev(stop: Any) -> dict[str, Any]:
+        return evaluate(inference_model(net, autocast, copy_weights=True), dev_batches, nn.CrossEntropyLoss(),
+                        device=device, num_classes=len(cfg.label_list), progress=not cfg.quiet,
+                        gather=distributed.gather_cat, stop=stop)
 
-    metrics: dict[str, Any] = {}
-    while state.epoch < cfg.epochs and state.global_step < total_steps:
-        started = time.perf_counter()
-        log.info(f"Epoch {state.epoch + 1}/{cfg.epochs}")
-        batches = data.epoch(state.epoch, state.step_in_epoch * cfg.accum_steps)
-        train = train_one_epoch(
-            model, batches, nn.CrossEntropyLoss(), optimizer, state, device=device, scheduler=scheduler,
-            max_grad_norm=cfg.max_grad_norm or None, accum_steps=cfg.accum_steps, autocast_dtype=autocast,
-            log_interval=cfg.log_interval, dataset_size=data.total, num_batches=data.batches_per_epoch,
-            max_steps=total_steps, on_step=checkpoint, progress=not cfg.quiet)
-        eval_started = time.perf_counter()
-        metrics = evaluate(inference_model(net, autocast, copy_weights=True), dev_batches, nn.CrossEntropyLoss(),
-                           device=device, num_classes=len(cfg.label_list), progress=not cfg.quiet,
-                           gather=distributed.gather_cat)
-        eval_seconds = time.perf_counter() - eval_started
-        if (warning := single_class_warning(metrics, names)):
-            log.warning(warning)
-        seconds = time.perf_counter() - started
-        state.train_seconds += seconds
-        record = epoch_record(state, optimizer.param_groups[0]["lr"], train, metrics, "dev", seconds,
-                              dev_pairs_per_second=metrics["n"] / max(eval_seconds, 1e-9))
-        log.info(epoch_summary(record, "dev"))
-        main = distributed.is_main()  # only rank 0 writes files
-        finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch,
-                                lambda path: main and save_model_dir(path, net, tokenizer))
-        if main:
-            save_checkpoint(run, model, optimizer, scheduler, state, config)
-            write_metrics(run, cfg, state, metrics, names)
-        if not finished:
-            break
-    if distributed.is_main():
-        write_run_report(run.root, "AFQMC sentence-pair run", config,
-                         {"training pairs": data.total, "dev pairs": len(dev_x)}, state, "dev", names)
-    distributed.barrier()
-    log.info("Done!")
-    return metrics
+    trainer = Trainer(
+        run=run, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=nn.CrossEntropyLoss(),
+        config=config, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        batches=data.epoch, evaluate=evaluate_dev, save_model=lambda path: save_model_dir(path, net, tokenizer),
+        eval_name="dev", class_names=names, title="AFQMC sentence-pair run",
+        data_sizes={"training pairs": data.total, "dev pairs": len(dev_x)},
+        train_options=dict(device=device, max_grad_norm=cfg.max_grad_norm or None, accum_steps=cfg.accum_steps,
+                           autocast_dtype=autocast, log_interval=cfg.log_interval, dataset_size=data.total,
+                           num_batches=data.batches_per_epoch),
+        save_every_steps=cfg.save_every_steps,
+        # The exact tokenizer goes into every checkpoint: a resumed run must encode as the run it continues.
+        checkpoint_extra={"tokenizer": tokenizer.backend_tokenizer.to_str()})
+    return run_epochs(trainer, state, progress=not cfg.quiet)
 
 
 def _shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-
-
-def write_metrics(run: RunDir, cfg: TrainConfig, state: TrainState, final: dict[str, Any],
-                  names: list[str]) -> None:
-    write_json(run.metrics, {
-        "dev_accuracy": final["accuracy"], "dev_macro_f1": final["macro_f1"], "dev_loss": final["loss"],
-        "single_class_prediction": final["single_class_prediction"],
-        "best_dev_accuracy": state.best_metric, "best_epoch": state.best_epoch,
-        "epochs_completed": state.epoch, "global_step": state.global_step,
-        "train_seconds": state.train_seconds, "confusion_matrix": final["confusion_matrix"],
-        "classes": names, "history": state.history, "config": dataclasses.asdict(cfg),
-    })

@@ -52,7 +52,7 @@ def main() -> None:
                              str(data / "dev.json"), "--output", str(work / "pred.json")], cwd=REPO)
         our_pred.append(float(re.search(r"\(([\d.]+) pairs/s", pred_out).group(1)))
         our_train.append(h["train_samples_per_second"])
-        our_eval.append(h["dev_pairs_per_second"])
+        our_eval.append(h["dev_examples_per_second"])
         accs["ours"].append(h["dev_accuracy"])
         print(f"round {i + 1}: seed {seed_train[-1]:.1f} pairs/s train, {seed_eval[-1]:.1f} eval; "
               f"ours {our_train[-1]:.1f} train, {our_eval[-1]:.1f} eval, {our_pred[-1]:.1f} predict", flush=True)
@@ -60,7 +60,8 @@ def main() -> None:
     print(f"\nbatch {args.batch_size}, {args.steps} steps, median of {args.repeats}, ours with "
           f"{args.ours or 'default options'}:")
     print(f"training   seed {st:7.1f} pairs/s   ours {ot:7.1f} pairs/s   ratio {ot / st:.2f}x (target >= 2.5x)")
-    print(f"evaluation seed {se:7.1f} pairs/s   ours {oe:7.1f} pairs/s   ratio {oe / se:.2f}x (dev eval inside training)")
+    print(f"evaluation seed {se:7.1f} pairs/s   ours {oe:7.1f} pairs/s   ratio {oe / se:.2f}x "
+          "(dev eval inside training)")
     print(f"prediction seed {se:7.1f} pairs/s   ours {op:7.1f} pairs/s   ratio {op / se:.2f}x (target >= 4x; "
           "`afqmc predict --file dev.json`, tokenisation included, vs the seed's eval loop)")
     print("dev accuracy  seed " + ", ".join(f"{100 * a:.2f}%" for a in accs["seed"])

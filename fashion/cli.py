@@ -6,70 +6,57 @@ import argparse
 from typing import Sequence
 
 from shared.config import add_dataclass_args, from_args
-from shared.rundir import run_cli, setup_logging
+from shared.rundir import log, run_cli, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fashion.config import TrainConfig
+    from fashion.config import EvalConfig, LoadConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="fashion", description="Fashion-MNIST image classifier")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a model and write a run directory")
-    add_dataclass_args(train, TrainConfig)
-    train.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model-dir", required=True,
-                        help="a model directory (e.g. runs/fashion/best) or a whole-model .pth file")
-    common.add_argument("--trust-pickle", action="store_true",
-                        help="allow loading a whole pickled model (.pth): only for files you trust")
-    common.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    def command(name: str, cfg: type, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        add_dataclass_args(p, cfg)
+        p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        return p
 
-    ev = sub.add_parser("eval", parents=[common], help="accuracy, per-class report, confusion matrix")
-    ev.add_argument("--data-dir", default="data", help="folder with the IDX files")
-    ev.add_argument("--split", choices=["test", "train"], default="test")
-    ev.add_argument("--batch-size", type=int, default=1000)
-    ev.add_argument("--no-download", dest="download", action="store_false")
-    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                    help="as in train: auto uses bf16 autocast where it is fast")
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--report", metavar="DIR", help="also write confusion.png, per_class.csv, report.md here")
-
-    pr = sub.add_parser("predict", parents=[common], help="classify PNG/JPEG images or .npy arrays")
+    command("train", TrainConfig, "train a model and write a run directory")
+    command("eval", EvalConfig, "accuracy, per-class report, confusion matrix")
+    pr = command("predict", LoadConfig, "classify PNG/JPEG images or .npy arrays")
     pr.add_argument("files", nargs="+", help="28x28 grayscale images (others are resized) or .npy arrays")
     pr.add_argument("--invert", action="store_true",
-                    help="invert pixel values (for dark items on a light background)")
-    pr.add_argument("--grid", metavar="PNG", help="also draw the images with their top class and probability")
-
-    ex = sub.add_parser("export", help="save the whole model with torch.save(model) (the tutorial's way)")
-    ex.add_argument("--model-dir", required=True, help="a model directory, e.g. runs/fashion/best")
-    ex.add_argument("--output", required=True, help="file to write, e.g. model.pth")
-    ex.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+                    help="invert pixel values (for dark items on a light background) (default: off)")
+    pr.add_argument("--grid", metavar="PNG",
+                    help="also draw the images with their top class and probability into this PNG (optional)")
+    ex = command("export", LoadConfig, "save the whole model with torch.save(model) (the tutorial's way)")
+    ex.add_argument("--output", required=True, help="file to write, e.g. model.pth (required)")
     return parser
 
 
 def _main(argv: Sequence[str]) -> int:
+    from fashion.config import EvalConfig, LoadConfig, TrainConfig
+
     args = build_parser().parse_args(argv)
+    cfg = from_args({"train": TrainConfig, "eval": EvalConfig}.get(args.command, LoadConfig), args)
     if args.command == "train":
-        from fashion.config import TrainConfig
         from fashion.train import main as train_main
 
-        train_main(from_args(TrainConfig, args))
+        train_main(cfg)
         return 0
     from fashion import infer
+    from shared.runtime import set_threads
 
     setup_logging()
+    if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
+        log.info(note)
     if args.command == "eval":
-        if args.batch_size < 1:
-            from shared.errors import UserError
-            raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
-        infer.run_eval(args.model_dir, args.data_dir, args.split, args.batch_size, args.trust_pickle,
-                       args.download, args.precision, args.device, args.report)
+        infer.run_eval(cfg)
     elif args.command == "predict":
-        infer.run_predict(args.model_dir, args.files, args.trust_pickle, args.invert, args.grid)
+        infer.run_predict(cfg.model_dir, args.files, cfg.trust_pickle, args.invert, args.grid)
     else:
-        infer.run_export(args.model_dir, args.output)
+        infer.run_export(cfg.model_dir, args.output)
     return 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
+from fashion import DEFAULT_DATA_DIR
 from shared.checkpoint import write_bytes
 from shared.errors import UserError
 from shared import distributed
@@ -86,11 +87,12 @@ def _find(data_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def download(data_dir: Path) -> None:
-    """Fetch the four files from the canonical mirror into ``data_dir/FashionMNIST/raw``."""
+def download(data_dir: Path, stems: Sequence[str]) -> None:
+    """Fetch the files ``stems`` (gzipped) from the canonical mirror into ``data_dir/FashionMNIST/raw``."""
     raw_dir = data_dir / "FashionMNIST" / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
-    for name, md5 in MD5.items():
+    for name in (stem + ".gz" for stem in stems):
+        md5 = MD5[name]
         target = raw_dir / name
         if target.is_file():
             continue
@@ -109,14 +111,21 @@ def download(data_dir: Path) -> None:
 
 
 def load_split(data_dir: str | Path, split: str, allow_download: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) uint8 and labels (N,) int64 of ``split`` (``train`` or ``test``)."""
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of ``split`` (``train`` or ``test``).
+
+    Only the default ``data/`` may be created for a download: any other folder that does not exist
+    is a mistyped path, and creating it would hide that.
+    """
     data_dir = Path(data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir}: not a directory")
+    if not data_dir.exists() and data_dir != Path(DEFAULT_DATA_DIR):
+        raise UserError(f"--data-dir {data_dir}: does not exist (check the path; only the default "
+                        f"{DEFAULT_DATA_DIR}/ is created for a download)")
     stems = FILES[split]
     paths = [_find(data_dir, s) for s in stems]
     if None in paths and allow_download:
-        download(data_dir)
+        download(data_dir, stems)
         paths = [_find(data_dir, s) for s in stems]
     if None in paths:
         missing = stems[paths.index(None)]

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fashion import CLASSES
+from fashion import CLASSES, DEFAULT_DATA_DIR
+from fashion.config import EvalConfig
 from fashion.data import MEAN, STD, TensorBatches, chunk, load_split, to_tensor
 from fashion.model import build_model
 from fashion.plots import prediction_grid
@@ -27,12 +28,16 @@ log = logging.getLogger("pairtrain")
 MODEL_FORMAT = "fashion-model/1"
 
 
-def save_model_dir(path: Path, model: nn.Module, arch: str, dropout: float, normalize: bool) -> None:
-    """Write ``path/`` atomically: ``config.json`` + ``model.safetensors`` (+ manifest)."""
+def save_model_dir(path: Path, model: nn.Module, arch: str, dropout: float, normalize: bool,
+                   data_dir: str | None = None) -> None:
+    """Write ``path/`` atomically: ``config.json`` + ``model.safetensors`` (+ manifest).
+
+    ``data_dir`` (absolute) is where the model was trained: ``eval`` reads the test split there by default.
+    """
     with atomic_dir(path) as tmp:
         write_json(tmp / "config.json", {"format": MODEL_FORMAT, "arch": arch, "dropout": dropout,
                                          "normalize": normalize, "mean": MEAN, "std": STD,
-                                         "classes": list(CLASSES)})
+                                         "classes": list(CLASSES), "data_dir": data_dir})
         save_weights(model.state_dict(), tmp / "model.safetensors")
 
 
@@ -63,20 +68,30 @@ def load_model(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Module,
     return model.eval(), meta
 
 
-def run_eval(model_dir: str, data_dir: str, split: str, batch_size: int, trust_pickle: bool,
-             download: bool, precision: str = "auto", device_name: str = "auto",
-             report_dir: str | None = None) -> dict[str, Any]:
-    model, meta = load_model(model_dir, trust_pickle)
-    images, labels = load_split(data_dir, split, allow_download=download)
+def eval_data_dir(requested: str | None, meta: dict[str, Any]) -> str:
+    """``--data-dir`` if given, else the folder the model was trained on (when it still exists), else data/."""
+    if requested is not None:
+        return requested
+    trained_on = meta.get("data_dir")
+    if trained_on and Path(trained_on).is_dir():
+        return trained_on
+    return DEFAULT_DATA_DIR
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    model, meta = load_model(cfg.model_dir, cfg.trust_pickle)
+    data_dir = eval_data_dir(cfg.data_dir, meta)
+    images, labels = load_split(data_dir, cfg.split, allow_download=cfg.download)
     x, y = to_tensor(images, meta.get("normalize", True)), torch.from_numpy(labels)
-    batches = TensorBatches(x, y, chunk(torch.arange(len(x)), batch_size))
-    device = select_device(device_name)
+    batches = TensorBatches(x, y, chunk(torch.arange(len(x)), cfg.batch_size))
+    device = select_device(cfg.device)
     metrics = evaluate(model.to(device), batches, nn.CrossEntropyLoss(), device=device,
-                       num_classes=len(CLASSES), autocast_dtype=autocast_dtype(device, precision))
+                       num_classes=len(CLASSES), autocast_dtype=autocast_dtype(device, cfg.precision))
     log.info(format_test_line(metrics))
     log.info(report_text(metrics, CLASSES))
-    if report_dir:
-        write_eval_report(Path(report_dir), metrics, CLASSES, f"{model_dir} on the {split} split")
+    log.info(f"data: the {cfg.split} split in {data_dir}")
+    if cfg.report:
+        write_eval_report(Path(cfg.report), metrics, CLASSES, f"{cfg.model_dir} on the {cfg.split} split")
     warning = single_class_warning(metrics, CLASSES)
     if warning:
         log.warning(warning)
@@ -135,7 +150,8 @@ def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bo
 def run_export(model_dir: str, output: str) -> None:
     """Save the whole model with ``torch.save(model)`` as the tutorial does."""
     model, meta = load_model(model_dir)
-    model.fashion_meta = {"arch": meta["arch"], "normalize": meta.get("normalize", True)}
+    model.fashion_meta = {"arch": meta["arch"], "normalize": meta.get("normalize", True),
+                          "data_dir": meta.get("data_dir")}
     out = Path(output)
     if out.is_dir():
         raise UserError(f"--output {out}: is a directory, expected a file name such as model.pth")

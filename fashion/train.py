@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,15 +18,14 @@ from fashion.data import FashionIterable, TensorBatches, chunk, epoch_order, loa
 from fashion.infer import save_model_dir
 from fashion.model import build_model
 from shared import distributed
-from shared.checkpoint import write_json
+from shared.epochs import Trainer, run_epochs
 from shared.errors import UserError
-from shared.loops import TrainState, evaluate, train_one_epoch
-from shared.metrics import format_test_line, single_class_warning
-from shared.rundir import RunDir, prepare_run_dir, setup_logging
-from shared.runtime import adamw, autocast_dtype, seed_everything, select_device
+from shared.loops import evaluate
+from shared.metrics import format_test_line
+from shared.rundir import RunDir, open_run_dir, setup_logging
+from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
 from shared.sharding import batches_per_rank, worker_init_fn
-from shared.report import write_run_report
-from shared.training import epoch_record, epoch_summary, finish_epoch, resume_or_start, save_checkpoint
+from shared.training import find_checkpoint, restore_or_start
 
 log = logging.getLogger("pairtrain")
 
@@ -67,10 +65,16 @@ def train_batches(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, epoch: int
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
     device = select_device(distributed.setup(cfg.device))
-    with distributed.main_process_first():
-        run = prepare_run_dir(cfg.out, cfg.resume) if distributed.is_main() else RunDir(Path(cfg.out))
+    with open_run_dir(cfg.out, cfg.resume) as run:
+        return train(cfg, run, device)
+
+
+def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
     setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
-    log.info(f"Using {device} device; {distributed.summary(cfg.batch_size)}")
+    if note := set_threads(cfg.threads, adapt=False):
+        log.warning(note)
+    log.info(f"Using {device} device ({torch.get_num_threads()} CPU threads); "
+             f"{distributed.summary(cfg.batch_size)}")
     train_images, train_labels = load_split(cfg.data_dir, "train", cfg.download)
     test_images, test_labels = load_split(cfg.data_dir, "test", cfg.download)
     x, y = to_tensor(train_images, cfg.normalize), torch.from_numpy(train_labels)
@@ -94,7 +98,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25)
     config = dataclasses.asdict(cfg)
-    state, _ = resume_or_start(run, model, optimizer, scheduler, config, cfg.resume, RESUME_MAY_DIFFER)
+    state = restore_or_start(find_checkpoint(run, cfg.resume), model, optimizer, scheduler, config, RESUME_MAY_DIFFER)
     iterable = None
     if cfg.loader == "iterable":
         shards = distributed.world_size() * max(cfg.num_workers, 1)
@@ -107,51 +111,23 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     loss_fn = nn.CrossEntropyLoss()  # reported test loss: plain cross-entropy, comparable to the tutorial's
     autocast = autocast_dtype(device, cfg.precision)
     log.info(f"precision: {'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
-    max_steps = cfg.max_steps or None
+    total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
 
-    def checkpoint(s: TrainState) -> None:
-        if cfg.save_every_steps and s.global_step % cfg.save_every_steps == 0 and distributed.is_main():
-            save_checkpoint(run, model, optimizer, scheduler, s, config)
+    def evaluate_test(stop: Any) -> dict[str, Any]:
+        return evaluate(net, test_batches, loss_fn, device=device, num_classes=len(CLASSES), progress=not cfg.quiet,
+                        autocast_dtype=autocast, gather=distributed.gather_cat, stop=stop)
 
-    metrics: dict[str, Any] = {}
-    while state.epoch < cfg.epochs and not (max_steps and state.global_step >= max_steps):
-        started = time.perf_counter()
-        log.info(f"Epoch {state.epoch + 1}\n-------------------------------")
-        train = train_one_epoch(
-            model, train_batches(cfg, x, y, state.epoch, state.step_in_epoch, iterable), train_loss,
-            optimizer, state, device=device, scheduler=scheduler, log_interval=cfg.log_interval,
-            dataset_size=len(x), num_batches=steps_per_epoch, max_steps=max_steps, on_step=checkpoint,
-            progress=not cfg.quiet, autocast_dtype=autocast)
-        metrics = evaluate(net, test_batches, loss_fn, device=device, num_classes=len(CLASSES),
-                           progress=not cfg.quiet, autocast_dtype=autocast, gather=distributed.gather_cat)
-        log.info(format_test_line(metrics))
-        if (warning := single_class_warning(metrics, CLASSES)):
-            log.warning(warning)
-        seconds = time.perf_counter() - started
-        state.train_seconds += seconds
-        record = epoch_record(state, optimizer.param_groups[0]["lr"], train, metrics, "test", seconds)
-        log.info(epoch_summary(record, "test"))
-        main = distributed.is_main()  # only rank 0 writes files
-        finished = finish_epoch(run, state, record, metrics["accuracy"], steps_per_epoch, lambda path: main and
-                                save_model_dir(path, net, cfg.arch, cfg.dropout, cfg.normalize))
-        if main:
-            save_checkpoint(run, model, optimizer, scheduler, state, config)
-            write_metrics(run, cfg, state, metrics)
-        if not finished:
-            break
-    if distributed.is_main():
-        write_run_report(run.root, "Fashion-MNIST run", config,
-                         {"training images": len(x), "test images": len(test_x)}, state, "test", CLASSES)
-    distributed.barrier()
-    log.info("Done!")
-    return metrics
+    def save_model(path: Path) -> None:
+        save_model_dir(path, net, cfg.arch, cfg.dropout, cfg.normalize, str(Path(cfg.data_dir).resolve()))
 
-
-def write_metrics(run: RunDir, cfg: TrainConfig, state: TrainState, final: dict[str, Any]) -> None:
-    write_json(run.metrics, {
-        "test_accuracy": final["accuracy"], "test_loss": final["loss"], "test_macro_f1": final["macro_f1"],
-        "best_test_accuracy": state.best_metric, "best_epoch": state.best_epoch,
-        "epochs_completed": state.epoch, "global_step": state.global_step,
-        "train_seconds": state.train_seconds, "confusion_matrix": final["confusion_matrix"],
-        "classes": list(CLASSES), "history": state.history, "config": dataclasses.asdict(cfg),
-    })
+    trainer = Trainer(
+        run=run, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=train_loss, config=config,
+        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        batches=lambda epoch, skip: train_batches(cfg, x, y, epoch, skip, iterable), evaluate=evaluate_test,
+        save_model=save_model, eval_name="test", class_names=list(CLASSES), title="Fashion-MNIST run",
+        data_sizes={"training images": len(x), "test images": len(test_x)},
+        train_options=dict(device=device, log_interval=cfg.log_interval, dataset_size=len(x),
+                           num_batches=steps_per_epoch, autocast_dtype=autocast),
+        save_every_steps=cfg.save_every_steps, epoch_header="Epoch {epoch}\n-------------------------------",
+        eval_line=format_test_line)
+    return run_epochs(trainer, state, progress=not cfg.quiet)

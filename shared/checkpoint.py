@@ -11,12 +11,12 @@ never a partial load.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,14 +25,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save as _st_save
 
+from shared import testhooks
 from shared.errors import CheckpointError
 
 MANIFEST = "MANIFEST.json"
 TRAIN_STATE = "checkpoint.pt"
 CKPT_PREFIX = "step-"
-# Test-only: seconds to sleep before a checkpoint directory is renamed into place, so that
-# kill tests can land inside the write window. Never set in normal use.
-_SAVE_DELAY_ENV = "PAIRTRAIN_TEST_SAVE_DELAY"
 
 
 def _first_line(e: BaseException) -> str:
@@ -49,12 +47,29 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask, read from /proc where it can be (``os.umask`` can only be read by setting it)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Any]:
-    """Open a binary file that appears at ``path`` only once fully written and fsynced."""
+    """Open a binary file that appears at ``path`` only once fully written and fsynced.
+
+    The file gets the permissions of any file the user creates (0666 less the umask), not
+    ``mkstemp``'s private 0600: a shared run directory must stay readable by colleagues.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -94,17 +109,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # as mkdir would, not mkdtemp's private 0700
         yield tmp
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {str(p.relative_to(tmp)): _sha256_file(p) for p in files}
+        umask = current_umask()
         for p in files:
+            os.chmod(p, 0o666 & ~umask)  # library writers (e.g. safetensors) may create files 0600
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
         write_json(tmp / MANIFEST, {"files": manifest})
         _fsync_dir(tmp)
-        delay = float(os.environ.get(_SAVE_DELAY_ENV, "0") or 0)
-        if delay:
-            time.sleep(delay)
+        testhooks.delay_save()
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
@@ -174,7 +190,22 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike,
         return
     tensors = _plain_tensors(state_dict)
     meta = {"format": "pt", **(metadata or {}), "sha256": _tensor_digest(tensors)}
-    write_bytes(path, _st_save(tensors, metadata=meta))
+    write_bytes(path, canonical_safetensors(_st_save(tensors, metadata=meta)))
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """``blob`` with its JSON header's keys sorted: the same weights then always give the same bytes.
+
+    safetensors writes metadata keys in hash-map order, which changes from process to process, so
+    checksums could not confirm that two saves (e.g. a resumed and an uninterrupted run) are identical.
+    Sorting keeps the header's length (the same keys and values) and every tensor offset.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > size:  # cannot happen for a header safetensors wrote; keep the original then
+        return blob
+    return blob[:8] + text.ljust(size, b" ") + blob[8 + size:]
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -239,12 +270,32 @@ def save_training_checkpoint(root: str | os.PathLike, state: dict[str, Any], ste
     """Write ``root/step-<step>/`` (one self-describing dict + manifest); keep the newest ``keep``."""
     root = Path(root)
     final = root / f"{CKPT_PREFIX}{step:010d}"
+    _check_free_space(root, final)
     with atomic_dir(final) as tmp:
         with open(tmp / TRAIN_STATE, "wb") as f:
             torch.save(state, f)
+            testhooks.fail_save(step, str(tmp / TRAIN_STATE))
     for old in _checkpoint_dirs(root)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _check_free_space(root: Path, final: Path) -> None:
+    """Fail before writing when the disk clearly cannot hold another checkpoint of the last one's size."""
+    previous = _checkpoint_dirs(root)
+    if not previous:
+        return
+    needed = sum(p.stat().st_size for p in previous[0].iterdir() if p.is_file())
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device (a checkpoint needs about {needed / 2**20:.1f} MB, "
+                                    f"{free / 2**20:.1f} MB are free)", str(final))
+
+
+def newest_checkpoint_name(root: str | os.PathLike) -> str | None:
+    """The name of the newest complete-looking checkpoint directory (``step-N``), or None."""
+    dirs = [d for d in _checkpoint_dirs(Path(root)) if (d / MANIFEST).is_file()]
+    return dirs[0].name if dirs else None
 
 
 def _checkpoint_dirs(root: Path) -> list[Path]:

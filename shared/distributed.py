@@ -105,6 +105,13 @@ def gather_cat(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)])
 
 
+def collective_device() -> torch.device:
+    """Where tensors for collectives live: the rank's GPU under NCCL, else the CPU (gloo)."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()

@@ -10,3 +10,8 @@ class UserError(Exception):
 
 class CheckpointError(UserError):
     """A checkpoint or model file is missing, truncated, corrupt or unsafe to load."""
+
+
+class WriteFailed(Exception):
+    """Writing part of a run failed (disk full, quota, read-only, I/O error); the message names the
+    file and the last complete checkpoint. Not the user's input, so the CLI exits with 1, not 2."""

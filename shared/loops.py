@@ -9,6 +9,7 @@ log points.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from shared import testhooks
 from shared.metrics import classification_metrics
 
 log = logging.getLogger("pairtrain")
@@ -37,6 +39,20 @@ class TrainState:
     train_seconds: float = 0.0  # wall time spent training/evaluating, summed across resumes
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluated epoch
     log_rows: list[dict[str, Any]] = field(default_factory=list)  # one entry per training log point
+    # The current epoch's summed training loss and example count so far, so that an epoch resumed
+    # mid-way reports its mean over the whole epoch, not over the resumed part. While the epoch runs
+    # the sum is a device tensor (no host sync per step); checkpoints store it as a float.
+    epoch_loss_sum: float | torch.Tensor = 0.0
+    epoch_samples: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The state as plain Python values (what a checkpoint stores)."""
+        return {**dataclasses.asdict(self), "epoch_loss_sum": float(self.epoch_loss_sum)}
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.epoch_loss_sum, self.epoch_samples = 0.0, 0
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
@@ -70,7 +86,8 @@ def _batch_size(targets: torch.Tensor) -> int:
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     max_grad_norm: float | None, state: TrainState,
-                    on_step: Callable[[TrainState], None] | None) -> None:
+                    on_step: Callable[[TrainState], None] | None, loss_sum: torch.Tensor, samples: int) -> None:
+    state.epoch_loss_sum, state.epoch_samples = loss_sum.clone(), samples
     if max_grad_norm:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
@@ -101,6 +118,7 @@ def train_one_epoch(
     max_steps: int | None = None,
     on_step: Callable[[TrainState], None] | None = None,
     progress: bool = True,
+    stop: Callable[[], Any] | None = None,
 ) -> dict[str, float]:
     """Train over ``batches`` (already positioned after ``state.step_in_epoch`` steps on resume).
 
@@ -109,13 +127,16 @@ def train_one_epoch(
     save a checkpoint; training stops once ``state.global_step`` reaches ``max_steps``.
     Every ``log_interval`` batches it prints the tutorial's ``loss: 0.935758  [ 6400/60000]`` and
     appends a row (step, epoch, lr, train_loss, seconds) to ``state.log_rows``.
+    ``stop()`` is asked after every optimizer step; when it answers truthy the epoch ends there
+    (``"stopped": True`` in the result) with the state at that completed step.
     """
     model.train()
     started = time.perf_counter()
-    loss_sum = torch.zeros((), device=device)
-    seen = 0
+    loss_sum = torch.full((), float(state.epoch_loss_sum), device=device)  # carried over a resume
+    seen, seen_before = 0, state.epoch_samples
     batch_idx = state.step_in_epoch * accum_steps  # batches of this epoch already consumed
     pending = 0  # batches accumulated since the last optimizer step
+    stopped = False
     bar = progress_bar(num_batches, f"epoch {state.epoch + 1}", progress)
     bar.update(batch_idx)
     optimizer.zero_grad(set_to_none=True)
@@ -135,27 +156,35 @@ def train_one_epoch(
         bar.update(1)
         if log_interval and batch_idx % log_interval == 0:
             value, lr, elapsed = loss.item(), optimizer.param_groups[0]["lr"], time.perf_counter() - started
-            size = dataset_size if dataset_size is not None else batch_idx * n
-            log.info(f"loss: {value:>7f}  [{min(batch_idx * n, size):>5d}/{size:>5d}]")
+            done = seen_before + seen  # examples of this epoch so far (a short last batch counts as itself)
+            size = dataset_size if dataset_size is not None else done
+            log.info(f"loss: {value:>7f}  [{min(done, size):>5d}/{size:>5d}]")
             bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", per_s=f"{seen / elapsed:.0f}", refresh=False)
             state.log_rows.append({"step": state.global_step, "epoch": state.epoch + 1, "lr": lr,
                                    "train_loss": value, "seconds": state.train_seconds + elapsed})
         if pending == group:
-            _optimizer_step(model, optimizer, scheduler, max_grad_norm, state, on_step)
+            _optimizer_step(model, optimizer, scheduler, max_grad_norm, state, on_step, loss_sum, seen_before + seen)
             pending = 0
-    if pending:  # an iterable without a known length ended mid-group: still use those gradients
-        _optimizer_step(model, optimizer, scheduler, max_grad_norm, state, on_step)
+            if stop is not None and stop():
+                stopped = True
+                break
+    if pending and not stopped:  # an iterable without a known length ended mid-group: still use those gradients
+        _optimizer_step(model, optimizer, scheduler, max_grad_norm, state, on_step, loss_sum, seen_before + seen)
     bar.close()
     seconds = time.perf_counter() - started
-    return {"train_loss": (loss_sum / max(seen, 1)).item(), "train_samples": seen,
-            "train_samples_per_second": seen / max(seconds, 1e-9)}
+    return {"train_loss": (loss_sum / max(seen_before + seen, 1)).item(), "train_samples": seen_before + seen,
+            "train_samples_per_second": seen / max(seconds, 1e-9), "stopped": stopped}
+
+
+class EvaluationStopped(Exception):
+    """``stop()`` asked an evaluation to end before its last batch."""
 
 
 @torch.no_grad()
 def _collect(model: nn.Module, batches: Iterable[Any], device: torch.device,
              autocast_dtype: torch.dtype | None, desc: str, progress: bool,
-             ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    """(fp32 logits, targets) per batch; logits stay on ``device``."""
+             stop: Callable[[], Any] | None = None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(fp32 logits, targets) per batch; logits stay on ``device``. Raises EvaluationStopped on ``stop()``."""
     model.eval()
     bar = progress_bar(len(batches) if hasattr(batches, "__len__") else None, desc, progress)
     out = []
@@ -163,6 +192,10 @@ def _collect(model: nn.Module, batches: Iterable[Any], device: torch.device,
     # until the region ends, so the weights are cast once per pass instead of once per batch.
     with _autocast(device, autocast_dtype):
         for batch in batches:
+            testhooks.delay_eval_batch()
+            if stop is not None and stop():
+                bar.close()
+                raise EvaluationStopped
             inputs, targets = batch if isinstance(batch, (tuple, list)) else (batch, None)
             logits = forward(model, to_device(inputs, device)).float()
             out.append((logits, to_device(targets, device) if targets is not None else None))
@@ -181,6 +214,7 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     progress: bool = True,
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    stop: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Loss (mean per example), accuracy, macro precision/recall/F1 and confusion matrix.
 
@@ -188,7 +222,7 @@ def evaluate(
     evaluation; every example must be evaluated by exactly one process.
     """
     losses, preds, golds = [], [], []
-    for logits, targets in _collect(model, batches, device, autocast_dtype, "eval", progress):
+    for logits, targets in _collect(model, batches, device, autocast_dtype, "eval", progress, stop):
         losses.append(_per_example_loss(loss_fn, logits, targets))
         preds.append(logits.argmax(dim=-1))
         golds.append(targets)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -96,11 +97,12 @@ def plot_confusion(path: Path, matrix: Sequence[Sequence[int]], class_names: Seq
     k = len(class_names)
     size = max(4.5, 0.75 * k + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size), dpi=100)
-    im = ax.imshow(matrix, cmap="Blues")
+    im = ax.imshow(matrix, cmap="Blues", vmin=0)  # the scale starts at 0, not at the smallest cell
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right")
     ax.set_yticks(range(k), labels=class_names)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(textwrap.fill(title, 40), fontsize=10)
     top = max((max(r) for r in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):
@@ -113,7 +115,7 @@ def plot_confusion(path: Path, matrix: Sequence[Sequence[int]], class_names: Seq
 
 def save_figure(fig: Any, path: Path, plt: Any) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")  # never clip a title or a long class name
     plt.close(fig)
     write_bytes(path, buf.getvalue())
 
@@ -157,7 +159,7 @@ def write_run_report(run_root: Path, title: str, config: dict[str, Any], data_si
     has_curves = bool(epochs) and plot_curves(run_root / "curves.png", rows, eval_name)
     has_confusion = best is not None and plot_confusion(
         run_root / "confusion.png", best["confusion_matrix"], class_names,
-        f"best model (epoch {best['epoch']}) on {eval_name}")
+        f"best model (epoch {best['epoch']}, best/) on {eval_name}")
     last = epochs[-1] if epochs else {}
     md = [f"# {title}", "", "## Result", ""]
     if best is not None:
@@ -175,5 +177,7 @@ def write_run_report(run_root: Path, title: str, config: dict[str, Any], data_si
     if has_curves:
         md += ["", "![training curves](curves.png)"]
     if has_confusion:
-        md += ["", "![confusion matrix of the best model](confusion.png)"]
+        md += ["", f"Confusion matrix of the best model (epoch {best['epoch']}, saved in `best/`) on {eval_name}; "
+               "`metrics.json` has it as `best_confusion_matrix` and the final epoch's as `confusion_matrix`.",
+               "", "![confusion matrix of the best model](confusion.png)"]
     write_bytes(run_root / "report.md", ("\n".join(md) + "\n").encode("utf-8"))

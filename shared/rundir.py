@@ -10,21 +10,31 @@ Layout of ``OUT/``::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
 from shared import distributed
-from shared.errors import UserError
+from shared.errors import UserError, WriteFailed
+from shared.interrupt import RunInterrupted
 
 log = logging.getLogger("pairtrain")
+RESULT = 25  # between INFO and WARNING: the final result, shown even with --quiet
+
+
+def log_result(message: str) -> None:
+    """Log the run's final result (the one line ``--quiet`` still prints on stdout)."""
+    if distributed.is_main():
+        log.log(RESULT, message)
 
 
 @dataclass(frozen=True)
@@ -67,20 +77,60 @@ def ensure_writable_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     return path
 
 
-def prepare_run_dir(out: str | os.PathLike, resume: bool) -> RunDir:
-    """Validate ``--out``; refuse to overwrite an earlier run unless resuming it."""
-    run = RunDir(ensure_writable_dir(out))
-    if not resume and (run.checkpoints.exists() or run.metrics.exists()):
-        raise UserError(f"--out {run.root}: already holds a run; pass --resume to continue it "
-                        "or choose a new --out directory")
-    return run
+LOCK_FILE = ".lock"
+
+
+def lock_run_dir(root: Path) -> int:
+    """Hold an exclusive lock on ``root`` for the life of this process (one trainer per run directory).
+
+    ``flock`` locks belong to the open file, so the OS releases them when the process ends however it
+    ends: a lock left by a SIGKILLed trainer never blocks the next ``--resume``. The holder's pid is
+    written into the file for the message the next trainer prints.
+    """
+    import fcntl
+
+    path = root / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"--out {root}: another training (pid {holder}) is using this run directory; wait for it "
+                        "to finish (or stop it) or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd  # kept open (and locked) until the process exits
+
+
+@contextlib.contextmanager
+def open_run_dir(out: str | os.PathLike, resume: bool) -> Iterator[RunDir]:
+    """``--out`` validated and locked by rank 0 for the block (other ranks wait for it, then use it).
+
+    A fresh run into a directory that holds one is refused unless resuming it.
+    """
+    fd = None
+    with distributed.main_process_first():
+        run = RunDir(Path(out))
+        if distributed.is_main():
+            run = RunDir(ensure_writable_dir(out))
+            fd = lock_run_dir(run.root)
+            if not resume and (run.checkpoints.exists() or run.metrics.exists()):
+                os.close(fd)
+                raise UserError(f"--out {run.root}: already holds a run; pass --resume to continue it "
+                                "or choose a new --out directory")
+    try:
+        yield run
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 class _TqdmHandler(logging.Handler):
     """Console lines that do not break an active progress bar."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout  # RESULT: stdout
         tqdm.write(self.format(record), file=stream)
         stream.flush()
 
@@ -93,7 +143,7 @@ def setup_logging(log_file: str | os.PathLike | None = None, quiet: bool = False
         log.removeHandler(h)
         h.close()
     console = _TqdmHandler()
-    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setLevel(RESULT if quiet else logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(console)
     if log_file is not None:
@@ -101,6 +151,10 @@ def setup_logging(log_file: str | os.PathLike | None = None, quiet: bool = False
         fh.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         log.addHandler(fh)
     return log
+
+
+def _resume_command(prog: str, argv: Sequence[str]) -> str:
+    return shlex.join([prog, *argv] + ([] if "--resume" in argv else ["--resume"]))
 
 
 def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
@@ -129,8 +183,20 @@ def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | N
         print(f"{distributed.rank_prefix()}{prog}: error: {where}{e.strerror or e} (run with --debug for details)",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except RunInterrupted as e:  # a checkpoint was saved: say how to continue
+        print(f"{distributed.rank_prefix()}{prog}: {e}; continue with `{_resume_command(prog, argv)}`",
+              file=sys.stderr)
+        return e.exit_code
+    except WriteFailed as e:
+        if debug:
+            raise
+        print(f"{distributed.rank_prefix()}{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # outside training, or a second Ctrl-C while saving
+        hint = ""
+        if argv and "train" in argv[:2]:
+            hint = f"; the newest complete checkpoint is kept: continue with `{_resume_command(prog, argv)}`"
+        print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception:
         # A bug, not bad input: keep the traceback, it is what a bug report needs.

@@ -8,15 +8,15 @@ interrupted, provided the app derives its data order from (seed, epoch) alone.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from shared.checkpoint import latest_checkpoint, remove_partial_writes, save_training_checkpoint
+from shared.checkpoint import latest_checkpoint, remove_partial_writes, save_training_checkpoint, write_json
 from shared.distributed import is_main
 from shared.errors import CheckpointError, UserError
 from shared.loops import TrainState
@@ -41,7 +41,7 @@ def build_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, schedul
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": capture_rng(),
-        "state": dataclasses.asdict(state),
+        "state": state.as_dict(),
         "config": config,
         "extra": extra or {},
         "torch_version": str(torch.__version__),
@@ -51,6 +51,7 @@ def build_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, schedul
 def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     state: TrainState, config: dict[str, Any], keep: int = 2,
                     extra: dict[str, Any] | None = None) -> None:
+    """Write ``checkpoints/step-N/``; ``extra`` holds what the app needs back on resume (weights-only types)."""
     ckpt = build_checkpoint(model, optimizer, scheduler, state, config, extra)
     path = save_training_checkpoint(run.checkpoints, ckpt, state.global_step, keep=keep)
     log.debug(f"saved checkpoint {path}")
@@ -70,8 +71,7 @@ def finish_epoch(run: RunDir, state: TrainState, record: dict[str, Any], accurac
     save_model(run.last)
     finished = state.step_in_epoch >= steps_per_epoch
     if finished:
-        state.epoch += 1
-        state.step_in_epoch = 0
+        state.next_epoch()
     return finished
 
 
@@ -91,46 +91,113 @@ def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
             f"{record['epoch_seconds']:.1f}s ({record['train_samples_per_second']:.0f} samples/s)")
 
 
+# Settings that set how long a run goes on: ``--resume`` may change them to extend (or shorten) a run.
+HORIZON = ("epochs", "max_steps")
+
+
+def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eval_name: str,
+                      class_names: list[str], config: dict[str, Any]) -> None:
+    """``metrics.json``: the final evaluation's figures, the best epoch's, the history and the config.
+
+    ``confusion_matrix`` is the final evaluation's (epoch ``final_epoch``); ``best_confusion_matrix``
+    is the best epoch's, the model in ``best/`` and the one ``confusion.png`` shows.
+    """
+    best = next((e for e in reversed(state.history) if e["epoch"] == state.best_epoch), None)
+    write_json(run.metrics, {
+        f"{eval_name}_accuracy": final["accuracy"], f"{eval_name}_macro_f1": final["macro_f1"],
+        f"{eval_name}_loss": final["loss"], "single_class_prediction": final["single_class_prediction"],
+        f"best_{eval_name}_accuracy": state.best_metric, "best_epoch": state.best_epoch,
+        "final_epoch": state.history[-1]["epoch"] if state.history else None,
+        "epochs_completed": state.epoch, "global_step": state.global_step, "train_seconds": state.train_seconds,
+        "confusion_matrix": final["confusion_matrix"],
+        "best_confusion_matrix": best["confusion_matrix"] if best else None,
+        "classes": list(class_names), "history": state.history, "config": config,
+    })
+
+
+def result_line(run: RunDir, state: TrainState, eval_name: str) -> str:
+    """The last line of a run, shown even with ``--quiet``: where the best model is and how good it is."""
+    if not state.history:
+        return f"no epoch was evaluated; checkpoints are in {run.checkpoints}"
+    last = state.history[-1]
+    return (f"best {eval_name} accuracy {100 * state.best_metric:.2f}% (epoch {state.best_epoch}) in {run.best}; "
+            f"final {eval_name} accuracy {100 * last[f'{eval_name}_accuracy']:.2f}% (epoch {last['epoch']}); "
+            f"{state.train_seconds:.1f}s")
+
+
 def _config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str]) -> list[str]:
-    skip = set(ignore)
+    skip = set(ignore) | set(HORIZON)
     return [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
             for k in sorted(set(saved) | set(current)) if k not in skip and saved.get(k) != current.get(k)]
 
 
-def restore_checkpoint(ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-                       scheduler: Any) -> TrainState:
-    unwrap(model).load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None and ckpt.get("scheduler") is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    restore_rng(ckpt["rng"])
-    return TrainState(**ckpt["state"])
+def find_checkpoint(run: RunDir, resume: bool) -> tuple[Path, dict[str, Any]] | None:
+    """The newest complete checkpoint in ``run`` when resuming (None: start a fresh run).
 
-
-def resume_or_start(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    config: dict[str, Any], resume: bool, ignore: Iterable[str] = ()
-                    ) -> tuple[TrainState, dict[str, Any]]:
-    """Restore the newest complete checkpoint in ``run`` when resuming, else a fresh state.
-
-    Returns the state and the checkpoint's ``extra`` dict. Settings that change the training
-    trajectory must match the checkpoint's config (``ignore`` lists those that may differ).
+    Apps look at it before building the model, e.g. to reuse the tokenizer saved in its ``extra``.
     """
     if not resume:
-        return TrainState(), {}
+        return None
     if is_main() and (stale := remove_partial_writes(run.checkpoints)):
         log.info(f"removed {len(stale)} partially written checkpoint(s) from an interrupted save: {', '.join(stale)}")
     found = latest_checkpoint(run.checkpoints, warn=log.warning)
     if found is None:
         log.info(f"--resume: no complete checkpoint in {run.checkpoints}; starting a fresh run")
-        return TrainState(), {}
+        return None
     path, ckpt = found
     if ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format {ckpt.get('format')!r}")
-    diffs = _config_mismatch(ckpt.get("config", {}), config, ignore)
+    return found
+
+
+def _replay_schedule(scheduler: Any, steps: int) -> None:
+    """Advance a freshly built scheduler ``steps`` times: the new horizon's learning rate at this step."""
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(steps):
+            scheduler.step()
+
+
+def restore_or_start(found: tuple[Path, dict[str, Any]] | None, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, config: dict[str, Any], ignore: Iterable[str] = ()) -> TrainState:
+    """Restore ``found`` (from :func:`find_checkpoint`) into model, optimizer, scheduler and RNGs.
+
+    Settings that change the training trajectory must match the checkpoint's config (``ignore``
+    lists those that may differ). The horizon (``--epochs``, ``--max-steps``) may change: the
+    learning-rate schedule is then rebuilt for the new total and replayed to the current step, so
+    training continues at the rate the longer (or shorter) schedule has there.
+    """
+    if found is None:
+        return TrainState()
+    path, ckpt = found
+    saved = ckpt.get("config", {})
+    diffs = _config_mismatch(saved, config, ignore)
     if diffs:
-        raise UserError(f"--resume {run.root}: settings differ from the checkpoint ({'; '.join(diffs)}); "
+        raise UserError(f"--resume {path.parent.parent}: settings differ from the checkpoint ({'; '.join(diffs)}); "
                         "resume with the same settings or start a new --out")
-    state = restore_checkpoint(ckpt, model, optimizer, scheduler)
+    unwrap(model).load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    state = TrainState(**ckpt["state"])
+    extended = any(saved.get(k) != config.get(k) for k in HORIZON if k in config)
+    if extended:
+        _check_horizon(path, config, state)
+        if scheduler is not None:
+            _replay_schedule(scheduler, state.global_step)
+        changes = ", ".join(f"{k} {saved.get(k)} -> {config.get(k)}" for k in HORIZON if saved.get(k) != config.get(k))
+        log.info(f"--resume with a new horizon ({changes}): the learning-rate schedule is rebuilt for it and "
+                 f"continues from step {state.global_step}")
+    elif scheduler is not None and ckpt.get("scheduler") is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    restore_rng(ckpt["rng"])
     log.info(f"resumed from {path} (epoch {state.epoch + 1}, step {state.step_in_epoch} of that epoch, "
              f"global step {state.global_step})")
-    return state, ckpt.get("extra", {})
+    return state
+
+
+def _check_horizon(path: Path, config: dict[str, Any], state: TrainState) -> None:
+    if config.get("epochs", state.epoch) < state.epoch:
+        raise UserError(f"--resume {path.parent.parent}: the run has already completed {state.epoch} epoch(s); "
+                        f"--epochs must be at least {state.epoch}")
+    if config.get("max_steps") and config["max_steps"] < state.global_step:
+        raise UserError(f"--resume {path.parent.parent}: the run is already at step {state.global_step}; "
+                        f"--max-steps must be 0 or at least {state.global_step}")

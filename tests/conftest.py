@@ -41,8 +41,11 @@ def fashion_dir(tmp_path: Path) -> Path:
     return d
 
 
-def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m <app> ...`` as a user would, capturing output."""
+def run_cli(*args: str, timeout: int = 300, env: dict | None = None, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run ``python -m <app> ...`` as a user would, capturing output (from another ``cwd`` if given)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if cwd is not None:  # the apps are importable from anywhere, as after `pip install -e .`
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env=full_env)
+                          cwd=cwd or REPO, env=full_env)

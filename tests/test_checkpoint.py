@@ -132,3 +132,17 @@ def test_training_checkpoints_fall_back_to_previous_complete(tmp_path):
     # A directory without a manifest (a crash before the rename cannot produce one, but a copy can).
     os.remove(root / "step-0000000002" / "MANIFEST.json")
     assert latest_checkpoint(root, warn=warnings.append) is None
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        from shared.checkpoint import write_bytes
+
+        write_bytes(tmp_path / "f.json", b"{}")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o640  # mkstemp alone gives 0600
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750  # mkdtemp alone gives 0700

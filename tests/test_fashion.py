@@ -103,8 +103,27 @@ def test_read_idx_gz_and_raw_agree(tmp_path):
 
 
 def test_missing_data_offline_message(tmp_path, capsys):
-    rc = main(["train", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"), "--no-download"])
+    (tmp_path / "empty").mkdir()
+    rc = main(["train", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--no-download"])
     assert rc == 2 and "train-images-idx3-ubyte(.gz) not found" in capsys.readouterr().err
+
+
+def test_mistyped_data_dir_is_an_error_and_is_not_created(tmp_path, capsys):
+    rc = main(["train", "--data-dir", str(tmp_path / "typo"), "--out", str(tmp_path / "r")])
+    assert rc == 2 and "typo: does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_eval_defaults_to_the_data_dir_the_model_was_trained_on(fashion_dir, tmp_path, capsys):
+    """`fashion eval --model-dir runs/fashion/best` as the README shows: no --data-dir, no download,
+    from another working directory; and only the test split is read (the training files are gone)."""
+    out = tmp_path / "run"
+    assert main(["train", "--data-dir", str(fashion_dir), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    for f in fashion_dir.glob("train-*"):
+        f.unlink()
+    r = run_cli("fashion", "eval", "--model-dir", str(out / "best"), "--no-download", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Accuracy:" in r.stdout and f"the test split in {fashion_dir}" in r.stdout
 
 
 @pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-1")])

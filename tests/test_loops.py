@@ -36,8 +36,7 @@ def test_loop_reduces_loss_and_logs_tutorial_lines(caplog):
         for _ in range(5):
             out = train_one_epoch(model, _batches(x, y, 16), loss_fn, opt, state, device=CPU,
                                   log_interval=8, dataset_size=len(x))
-            state.epoch += 1
-            state.step_in_epoch = 0
+            state.next_epoch()
     after = evaluate(model, _batches(x, y, 64), loss_fn, device=CPU, num_classes=2)
     assert after["loss"] < before["loss"] * 0.5
     assert after["accuracy"] > 0.9

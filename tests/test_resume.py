@@ -2,6 +2,7 @@
 checkpoint write, widened by a test-only delay), resume, and compare bit for bit with a run that
 was never interrupted."""
 
+import json
 import os
 import random
 import subprocess
@@ -64,6 +65,9 @@ def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, tria
         assert "resumed from" in (out / "train.log").read_text()  # it continued, it did not start over
         assert "skipping unusable checkpoint" not in r.stderr  # a kill never leaves a bad step-* dir
         _assert_same_weights(ref, out)
+        # The epoch that was cut reports its mean loss over the whole epoch, as the uninterrupted run.
+        histories = [json.loads((d / "metrics.json").read_text())["history"] for d in (ref, out)]
+        assert [e["train_loss"] for e in histories[0]] == [e["train_loss"] for e in histories[1]]
     assert killed >= 1
 
 
@@ -80,6 +84,14 @@ def test_afqmc_sigkill_and_resume_is_bit_identical(tmp_path):
     args = ["afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
             "--epochs", "2", "--batch-size", "16", "--save-every-steps", "2", "--lr", "1e-3", "--quiet"]
     _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=7)
+
+
+def test_afqmc_scratch_sigkill_and_resume_is_bit_identical(tmp_path):
+    train = write_jsonl(tmp_path / "train.json", make_pairs(96, 0))
+    dev = write_jsonl(tmp_path / "dev.json", make_pairs(24, 1))
+    args = ["afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", "scratch",
+            "--scratch-size", "tiny", "--epochs", "2", "--batch-size", "16", "--save-every-steps", "2", "--quiet"]
+    _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=13)
 
 
 def test_afqmc_streaming_sigkill_and_resume_is_bit_identical(tmp_path):

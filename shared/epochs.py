@@ -1,0 +1,148 @@
+"""The epoch loop both apps run. It owns the ordering; apps supply only what differs.
+
+Per epoch, in this order (the contract tests pin):
+
+1. train the epoch's remaining batches (``checkpoints/`` every ``save_every_steps`` steps);
+2. evaluate on the dev/test set;
+3. append the epoch record to the history, log the summary line;
+4. save ``best/`` when the accuracy improved, then ``last/``;
+5. save a checkpoint (state: next epoch), then ``metrics.json``;
+then after the last epoch the run report and the final result line.
+
+A SIGINT/SIGTERM (see :mod:`shared.interrupt`) ends training after the step in progress, or the
+evaluation at once; the state at the last completed step is saved as a checkpoint and
+:class:`~shared.interrupt.RunInterrupted` says where. A failed write (disk full, read-only,
+quota) becomes :class:`~shared.errors.WriteFailed` naming the file and the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from shared import distributed, interrupt
+from shared.checkpoint import newest_checkpoint_name
+from shared.errors import WriteFailed
+from shared.loops import EvaluationStopped, TrainState, train_one_epoch
+from shared.metrics import single_class_warning
+from shared.report import write_run_report
+from shared.rundir import RunDir, log_result
+from shared.training import (epoch_record, epoch_summary, finish_epoch, result_line, save_checkpoint,
+                             write_run_metrics)
+
+log = logging.getLogger("pairtrain")
+
+
+@dataclass
+class Trainer:
+    """What an app supplies to :func:`run_epochs`: its model, data, evaluation and model format."""
+
+    run: RunDir
+    model: nn.Module  # as trained (DDP-wrapped under torchrun)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    config: dict[str, Any]  # recorded in checkpoints, metrics.json and report.md
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int  # training stops after this many optimizer steps overall
+    batches: Callable[[int, int], Iterable[Any]]  # (epoch, batches to skip) -> this rank's batches
+    evaluate: Callable[[Callable[[], Any]], dict[str, Any]]  # (stop) -> metrics; every rank joins
+    save_model: Callable[[Path], None]  # write a model directory (called on rank 0 only)
+    eval_name: str  # "dev" or "test"
+    class_names: list[str]
+    title: str  # of report.md
+    data_sizes: dict[str, int]
+    train_options: dict[str, Any] = field(default_factory=dict)  # more keywords for train_one_epoch
+    save_every_steps: int = 0
+    checkpoint_extra: dict[str, Any] = field(default_factory=dict)  # what a resume needs back (e.g. tokenizer)
+    epoch_header: str = "Epoch {epoch}/{epochs}"
+    eval_line: Callable[[dict[str, Any]], str | None] = lambda metrics: None  # an extra line after evaluation
+
+
+def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
+    """Train from ``state`` to the end (or to a stop request); returns the last evaluation's metrics."""
+    metrics: dict[str, Any] = {}
+    with interrupt.stop_on_signals():
+        while state.epoch < t.epochs and state.global_step < t.total_steps:
+            started = time.perf_counter()
+            log.info(t.epoch_header.format(epoch=state.epoch + 1, epochs=t.epochs))
+            train = train_one_epoch(
+                t.model, t.batches(state.epoch, state.step_in_epoch * t.train_options.get("accum_steps", 1)),
+                t.loss_fn, t.optimizer, state, scheduler=t.scheduler, max_steps=t.total_steps,
+                on_step=lambda s: _periodic_checkpoint(t, s), progress=progress, stop=interrupt.requested,
+                **t.train_options)
+            if train.pop("stopped"):
+                _stop(t, state, "during training")
+            eval_started = time.perf_counter()
+            try:
+                metrics = t.evaluate(interrupt.requested)
+            except EvaluationStopped:
+                _stop(t, state, "during evaluation (the epoch's training is complete)")
+            eval_seconds = time.perf_counter() - eval_started
+            if not _end_epoch(t, state, train, metrics, started, eval_seconds):
+                break
+    if distributed.is_main():
+        _write(t, lambda: write_run_report(t.run.root, t.title, t.config, t.data_sizes, state, t.eval_name,
+                                           t.class_names), state)
+    distributed.barrier()
+    log.info("Done!")
+    log_result(result_line(t.run, state, t.eval_name))
+    return metrics
+
+
+def _end_epoch(t: Trainer, state: TrainState, train: dict[str, Any], metrics: dict[str, Any], started: float,
+               eval_seconds: float) -> bool:
+    """Steps 3-5 of the contract; False when the epoch was cut short by the step limit."""
+    if (line := t.eval_line(metrics)):
+        log.info(line)
+    if (warning := single_class_warning(metrics, t.class_names)):
+        log.warning(warning)
+    seconds = time.perf_counter() - started
+    state.train_seconds += seconds
+    record = epoch_record(state, t.optimizer.param_groups[0]["lr"], train, metrics, t.eval_name, seconds,
+                          **{f"{t.eval_name}_examples_per_second": metrics["n"] / max(eval_seconds, 1e-9)})
+    log.info(epoch_summary(record, t.eval_name))
+    main = distributed.is_main()  # only rank 0 writes files
+    finished = _write(t, lambda: finish_epoch(t.run, state, record, metrics["accuracy"], t.steps_per_epoch,
+                                              lambda path: main and t.save_model(path)), state)
+    if main:
+        _write(t, lambda: save_checkpoint(t.run, t.model, t.optimizer, t.scheduler, state, t.config,
+                                          extra=t.checkpoint_extra), state)
+        _write(t, lambda: write_run_metrics(t.run, state, metrics, t.eval_name, t.class_names, t.config), state)
+    return finished
+
+
+def _periodic_checkpoint(t: Trainer, state: TrainState) -> None:
+    if t.save_every_steps and state.global_step % t.save_every_steps == 0 and distributed.is_main():
+        _write(t, lambda: save_checkpoint(t.run, t.model, t.optimizer, t.scheduler, state, t.config,
+                                          extra=t.checkpoint_extra), state)
+
+
+def _stop(t: Trainer, state: TrainState, when: str) -> None:
+    """Save the state at the last completed step and end the run with RunInterrupted."""
+    signum = interrupt.requested()
+    if distributed.is_main():
+        _write(t, lambda: save_checkpoint(t.run, t.model, t.optimizer, t.scheduler, state, t.config,
+                                          extra=t.checkpoint_extra), state)
+    distributed.barrier()
+    raise interrupt.RunInterrupted(signum, f"{when} at step {state.global_step}; saved a complete checkpoint "
+                                           f"{t.run.checkpoints / newest_checkpoint_name(t.run.checkpoints)}")
+
+
+def _write(t: Trainer, write: Callable[[], Any], state: TrainState) -> Any:
+    """Run one of the run's writes; an OSError (disk full, quota, read-only, I/O) becomes one line that
+    names the file and the last complete checkpoint (the previous files are untouched)."""
+    try:
+        return write()
+    except OSError as e:
+        newest = newest_checkpoint_name(t.run.checkpoints)
+        where = f"{e.filename}: " if e.filename else ""
+        raise WriteFailed(f"{where}{e.strerror or e}; the last complete checkpoint is "
+                          f"{newest or 'none yet'} (free space or copy the run elsewhere, then --resume)") from e
