@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from shared import testhooks
 from shared.errors import UserError
 from shared.sharding import rank_and_world, shard_bounds
 
@@ -147,18 +148,6 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
-# Test-only: when set to a directory, each rank writes the sample indices of its training batches
-# per epoch there, so tests can check exactly-once coverage through the real CLI.
-_RECORD_ENV = "PAIRTRAIN_TEST_RECORD_PLAN"
-
-
 def record_plan(batches: Sequence[Sequence[int]], epoch: int, tag: str = "") -> None:
-    folder = os.environ.get(_RECORD_ENV)
-    if not folder:
-        return
-    import json
-
-    rank = rank_and_world()[0]
-    ids = [int(i) for b in batches for i in b]
-    with open(os.path.join(folder, f"rank{rank}{tag}-epoch{epoch}.json"), "w") as f:
-        json.dump(ids, f)
+    """Let tests see this rank's training batches (see ``shared.testhooks.RECORD_PLAN``)."""
+    testhooks.record_plan(batches, epoch, f"rank{rank_and_world()[0]}{tag}")

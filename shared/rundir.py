@@ -176,6 +176,10 @@ def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | N
             raise
         print(f"{distributed.rank_prefix()}{prog}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout closed early (`afqmc eval ... | head -1`): stop quietly, as Unix tools do
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except OSError as e:  # disk full, permissions, ... on a path the user gave
         if debug:
             raise

@@ -7,17 +7,30 @@ a test sets the variable.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import time
 
 # Seconds to sleep before a checkpoint directory is renamed into place, so that kill and signal
 # tests can land inside the write window.
 SAVE_DELAY = "PAIRTRAIN_TEST_SAVE_DELAY"
+# A directory: each rank (and streaming worker) writes the sample indices of its training batches
+# per epoch there, so tests can check exactly-once coverage through the real CLI.
+RECORD_PLAN = "PAIRTRAIN_TEST_RECORD_PLAN"
 # Seconds to sleep before each evaluation batch, so that signal tests can land inside an evaluation.
 EVAL_DELAY = "PAIRTRAIN_TEST_EVAL_DELAY"
 # "ERRNAME@STEP" (e.g. "ENOSPC@4"): the checkpoint for global step STEP fails with that OSError
 # after part of it was written, as a full disk would.
 SAVE_ERROR = "PAIRTRAIN_TEST_SAVE_ERROR"
+
+
+def record_plan(batches, epoch: int, who: str) -> None:
+    folder = os.environ.get(RECORD_PLAN)
+    if not folder:
+        return
+    ids = [int(i) for b in batches for i in b]
+    with open(os.path.join(folder, f"{who}-epoch{epoch}.json"), "w") as f:
+        json.dump(ids, f)
 
 
 def delay_save() -> None:
