@@ -215,3 +215,21 @@ def test_sigterm_to_the_torchrun_launcher_stops_every_rank_at_one_step(fashion_d
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resumed from" in _log(out)
     _assert_same_weights(ref, out)
+
+
+def test_afqmc_sigterm_inside_dev_evaluation_resumes_bit_identically(tmp_path):
+    train = write_jsonl(tmp_path / "train.json", make_pairs(96, 0))
+    dev = write_jsonl(tmp_path / "dev.json", make_pairs(24, 1))
+    base = make_tiny_bert(tmp_path / "tiny")
+    args = ["afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
+            "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--eval-batch-size", "8", "--log-interval", "6"]
+    ref = tmp_path / "reference"
+    assert run_cli(*args, "--out", str(ref)).returncode == 0
+    out = tmp_path / "run"
+    p = _start(args, out, PAIRTRAIN_TEST_EVAL_DELAY="1.5")  # 3 dev batches of 8, 1.5 s each
+    _wait_for(lambda: "[   96/   96]" in _log(out), p)  # epoch 1's last batch is trained: its evaluation runs
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and "during evaluation" in err and "at step 6" in err, err
+    _resume_and_compare(args, out, ref)
