@@ -27,6 +27,8 @@ class TrainConfig:
                                  "sentences (an exact-match feature; the model learns far faster from it)")
     mlm_epochs: int = _f(0, "masked-LM warm-up epochs on the training text before fine-tuning (0: none)")
     labels: str = _f("0,1", "comma-separated label values, in class-index order")
+    class_weights: str = _f("none", "weights of the labels in the training loss, for imbalanced data: none, "
+                                    "balanced (n / (labels x count)), or w1,w2,... in --labels order")
     epochs: int = shared_option("epochs", 3)
     batch_size: int = _f(32, "pairs per batch (per process); global batch = this x accum-steps x processes")
     lr: float | None = _f(None, "peak learning rate (default: 2e-5 for a pretrained model, 5e-4 for scratch); "
@@ -70,6 +72,14 @@ class TrainConfig:
             raise UserError(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
         if len(self.label_list) < 2 or len(set(self.label_list)) != len(self.label_list):
             raise UserError(f"--labels {self.labels!r}: need at least two distinct comma-separated values")
+        if self.class_weights not in ("none", "balanced"):
+            try:
+                weights = [float(w) for w in self.class_weights.split(",")]
+            except ValueError:
+                weights = []
+            if len(weights) != len(self.label_list) or not all(w > 0 for w in weights):
+                raise UserError(f"--class-weights {self.class_weights!r}: use none, balanced, or "
+                                f"{len(self.label_list)} positive comma-separated numbers (one per label)")
         if self.streaming and self.mlm_epochs:
             raise UserError("--mlm-epochs needs the training text in memory; it cannot be combined with --streaming")
         if self.scratch_size not in SCRATCH_SIZES:

@@ -27,7 +27,7 @@ from shared.loops import evaluate
 from shared.rundir import RunDir, open_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
 from shared.sharding import batches_per_rank
-from shared.training import find_checkpoint, restore_or_start
+from shared.training import class_weights, find_checkpoint, restore_or_start
 
 log = logging.getLogger("pairtrain")
 
@@ -88,6 +88,15 @@ class TrainData:
                                                match_types)
             self.batches_per_epoch = batches_per_rank(total, cfg.batch_size, cfg.num_workers)
 
+    def label_counts(self) -> list[int]:
+        """Training examples per label (one more pass over the file when streaming)."""
+        labels = self.y if not self.cfg.streaming else (
+            p.label for p in iter_records(self.cfg.train_file, self.cfg.label_list, self.cfg.skip_bad_lines))
+        counts = [0] * len(self.cfg.label_list)
+        for label in labels:
+            counts[label] += 1
+        return counts
+
     def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
         """This rank's batches of ``epoch`` after the first ``skip`` (resume)."""
         if not self.cfg.streaming:
@@ -141,7 +150,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
                         gather=distributed.gather_cat, stop=stop)
 
     trainer = Trainer(
-        run=run, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=nn.CrossEntropyLoss(),
+        run=run, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=training_loss(cfg, data, device),
         config=config, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         batches=data.epoch, evaluate=evaluate_dev, save_model=lambda path: save_model_dir(path, net, tokenizer),
         eval_name="dev", class_names=names, title="AFQMC sentence-pair run",
@@ -153,6 +162,17 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
         # The exact tokenizer goes into every checkpoint: a resumed run must encode as the run it continues.
         checkpoint_extra={"tokenizer": tokenizer.backend_tokenizer.to_str()})
     return run_epochs(trainer, state, progress=not cfg.quiet)
+
+
+def training_loss(cfg: TrainConfig, data: TrainData, device: torch.device) -> nn.Module:
+    """Cross-entropy, weighted by ``--class-weights`` (the dev loss stays unweighted, comparable across runs)."""
+    counts = data.label_counts() if cfg.class_weights == "balanced" else [0] * len(cfg.label_list)
+    weights = class_weights(cfg.class_weights, counts, cfg.label_list)
+    if weights is None:
+        return nn.CrossEntropyLoss()
+    shown = ", ".join(f"{lab} {w:.4g}" for lab, w in zip(cfg.label_list, weights))
+    log.info(f"class weights in the training loss: {shown} ({cfg.class_weights})")
+    return nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
 
 
 def _shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:

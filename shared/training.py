@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -93,6 +93,19 @@ def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
 
 # Settings that set how long a run goes on: ``--resume`` may change them to extend (or shorten) a run.
 HORIZON = ("epochs", "max_steps")
+
+
+def class_weights(spec: str, counts: Sequence[int], names: Sequence[str]) -> list[float] | None:
+    """``--class-weights``: ``none`` -> None; ``balanced`` -> n / (classes x count) per class (scikit-learn's
+    "balanced": every class then carries the same total weight); or explicit comma-separated weights."""
+    if spec == "none":
+        return None
+    if spec == "balanced":
+        if (missing := [name for name, c in zip(names, counts) if c == 0]):
+            raise UserError(f"--class-weights balanced: no training example has label {', '.join(missing)}")
+        total = sum(counts)
+        return [total / (len(counts) * c) for c in counts]
+    return [float(w) for w in spec.split(",")]
 
 
 def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eval_name: str,
