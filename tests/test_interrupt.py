@@ -117,20 +117,23 @@ def test_second_ctrl_c_while_saving_leaves_the_previous_checkpoint_intact(fashio
 
 
 def test_one_trainer_per_run_directory(fashion_dir, tmp_path):
-    args = _fashion_args(fashion_dir, "--epochs", "20", "--save-every-steps", "5")
+    args = _fashion_args(fashion_dir, "--epochs", "100", "--save-every-steps", "5")
     out = tmp_path / "run"
-    first = _start(args, out, PAIRTRAIN_TEST_SAVE_DELAY="0.3")  # about 12 s of training
-    _wait_for(lambda: _steps(out), first)
-    for extra in ([], ["--resume"]):
-        r = run_cli(*args, "--out", str(out), *extra, timeout=60)
-        assert r.returncode == 2 and f"another training (pid {first.pid})" in r.stderr and str(out) in r.stderr
-    # The holder is SIGKILLed: its lock goes with it, and --resume simply proceeds.
-    first.kill()
-    first.wait()
+    first = _start(args, out, PAIRTRAIN_TEST_SAVE_DELAY="0.3")  # minutes of training: it outlives the checks
+    try:
+        _wait_for(lambda: _steps(out), first)
+        for extra in ([], ["--resume"]):
+            r = run_cli(*args, "--out", str(out), *extra, timeout=60)
+            assert r.returncode == 2 and f"another training (pid {first.pid})" in r.stderr and str(out) in r.stderr
+        assert first.poll() is None  # the first trainer is unaffected
+    finally:
+        first.kill()  # SIGKILL: its lock goes with it, and --resume simply proceeds
+        first.wait()
     assert (out / ".lock").exists()
-    r = run_cli(*args, "--out", str(out), "--resume")
+    until = _steps(out)[-1] + 5
+    r = run_cli(*args, "--out", str(out), "--resume", "--max-steps", str(until))
     assert r.returncode == 0, r.stderr
-    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 20
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == until
 
 
 def test_eval_and_predict_run_beside_a_trainer(fashion_dir, tmp_path):
