@@ -48,7 +48,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
     setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
     if note := set_threads(cfg.threads, adapt=False):
-        log.warning(note)
+        log.info(note)  # advice, not an error: stdout and train.log
     log.info(f"Using {device} device ({torch.get_num_threads()} CPU threads); "
              f"{distributed.summary(cfg.batch_size, cfg.accum_steps)}")
     if cfg.streaming:  # validate and count now; the records are read again batch by batch

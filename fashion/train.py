@@ -72,7 +72,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
     setup_logging(run.log_file if distributed.is_main() else None, cfg.quiet or not distributed.is_main())
     if note := set_threads(cfg.threads, adapt=False):
-        log.warning(note)
+        log.info(note)  # advice, not an error: stdout and train.log
     log.info(f"Using {device} device ({torch.get_num_threads()} CPU threads); "
              f"{distributed.summary(cfg.batch_size)}")
     train_images, train_labels = load_split(cfg.data_dir, "train", cfg.download)

@@ -116,13 +116,14 @@ def test_auto_threads_leave_the_busy_cores_to_the_other_process():
     cores = len(os.sched_getaffinity(0))
     if cores < 2:
         pytest.skip("needs at least 2 cores")
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     before = torch.get_num_threads()
+    torch.set_num_threads(cores)  # PyTorch's default; an earlier in-process command may have lowered it
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)
-        assert set_threads(0, adapt=False) is not None and torch.get_num_threads() == before  # training: a note
+        assert set_threads(0, adapt=False) is not None and torch.get_num_threads() == cores  # training: a note
         note = set_threads(0, adapt=True)
-        assert note is not None and torch.get_num_threads() < before
+        assert note is not None and torch.get_num_threads() < cores
         assert set_threads(1, adapt=True) is None and torch.get_num_threads() == 1
     finally:
         busy.kill()
