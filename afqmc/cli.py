@@ -29,7 +29,8 @@ def _main(argv: Sequence[str]) -> int:
     from afqmc.config import EvalConfig, PredictConfig, TrainConfig
 
     args = build_parser().parse_args(argv)
-    cfg = from_args({"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig}[args.command], args)
+    commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig}
+    cfg = from_args(commands[args.command], args)
     if args.command == "train":
         from afqmc.train import main as train_main
 
@@ -42,13 +43,11 @@ def _main(argv: Sequence[str]) -> int:
     if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
         log.info(note)
     if args.command == "eval":
-        infer.run_eval(cfg.model_dir, cfg.file, cfg.batch_size, cfg.max_length, cfg.device, cfg.skip_bad_lines,
-                       cfg.precision, cfg.report)
+        infer.run_eval(cfg)
     elif cfg.pair:
-        infer.run_predict_pair(cfg.model_dir, cfg.pair[0], cfg.pair[1], cfg.max_length, cfg.device, cfg.precision)
+        infer.run_predict_pair(cfg)
     else:
-        infer.run_predict_file(cfg.model_dir, cfg.file, cfg.output, cfg.batch_size, cfg.max_length, cfg.device,
-                               cfg.skip_bad_lines, cfg.precision)
+        infer.run_predict_file(cfg)
     return 0
 
 

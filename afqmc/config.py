@@ -5,18 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from afqmc.model import SCRATCH_SIZES
-from shared.config import option, shared_option
+from afqmc.sources import PairFile
+from shared.config import RunOptions, option, raise_problems, shared_option
 from shared.errors import UserError
 
 
 _f = option
+# Scratch models on a few thousand pairs can peak long before an epoch ends (measured on held-out
+# sets: see benchmarks/heldout_recipe.py); evaluating every 50 steps lets best/ keep that point.
+SCRATCH_EVAL_EVERY_STEPS = 50
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    train_file: str = _f("", "training JSON Lines file (sentence1, sentence2, label)", required=True)
-    dev_file: str = _f("", "dev JSON Lines file, evaluated after every epoch", required=True)
+class TrainConfig(RunOptions):
+    out: str = shared_option("out", "runs/afqmc")
+    epochs: int = shared_option("epochs", 3)
+    eval_every_steps: int | None = _f(
+        None, "also evaluate every N optimizer steps inside epochs (0: at epoch ends only; default: 50 for "
+              "--model scratch, whose best point on a few thousand pairs often comes early, else 0); every "
+              "evaluation may become best/ and counts for --patience", no_default_help=True)
+    train_file: str = _f("", "training pairs: .jsonl/.json, .tsv/.txt, .csv, .parquet, a `datasets` save_to_disk "
+                             "directory (DIR[@SPLIT]) or hf:NAME[:CONFIG][@SPLIT]", required=True)
+    dev_file: str = _f("", "dev pairs (same formats), evaluated after every epoch", required=True)
+    text_columns: str | None = _f(None, "the two text columns, e.g. question1,question2, or field numbers of a "
+                                        "headerless TSV/CSV, e.g. 2,3 (default: detect sentence1/sentence2, "
+                                        "text_a/text_b, premise/hypothesis, ...)", metavar="A,B")
+    label_column: str | None = _f(None, "the label column, or its field number (default: detect label, labels, "
+                                        "gold_label; a headerless file's third field)", metavar="L")
     model: str = _f("bert-base-chinese",
                     "hub name or local directory of a BERT checkpoint, or 'scratch' (offline: char "
                     "tokenizer from --train-file + a new small BERT)")
@@ -26,10 +41,10 @@ class TrainConfig:
     match_types: bool = _f(True, "--model scratch: token types also mark characters that occur in both "
                                  "sentences (an exact-match feature; the model learns far faster from it)")
     mlm_epochs: int = _f(0, "masked-LM warm-up epochs on the training text before fine-tuning (0: none)")
-    labels: str = _f("0,1", "comma-separated label values, in class-index order")
+    labels: str = _f("", "comma-separated label values in class-index order (default: those of the training "
+                         "data, numbers in numeric order, then names alphabetically)", no_default_help=True)
     class_weights: str = _f("none", "weights of the labels in the training loss, for imbalanced data: none, "
                                     "balanced (n / (labels x count)), or w1,w2,... in --labels order")
-    epochs: int = shared_option("epochs", 3)
     batch_size: int = _f(32, "pairs per batch (per process); global batch = this x accum-steps x processes")
     lr: float | None = _f(None, "peak learning rate (default: 2e-5 for a pretrained model, 5e-4 for scratch); "
                                 "the value used is recorded in metrics.json and report.md", no_default_help=True)
@@ -37,7 +52,6 @@ class TrainConfig:
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     max_grad_norm: float = _f(1.0, "clip gradients to this norm (0: no clipping)")
     accum_steps: int = _f(1, "batches accumulated per optimizer step")
-    precision: Literal["auto", "fp32", "bf16"] = shared_option("precision", "auto")
     max_length: int = _f(128, "truncate pairs to this many tokens")
     group_by_length: bool = _f(True, "batch pairs of similar length together (less padding)")
     streaming: bool = _f(False, "stream --train-file instead of loading it (files larger than memory)")
@@ -45,62 +59,81 @@ class TrainConfig:
     num_workers: int = _f(0, "--streaming: DataLoader worker processes reading and tokenising the file")
     eval_batch_size: int = _f(64, "pairs per batch when evaluating (length-sorted)")
     skip_bad_lines: bool = _f(False, "skip (and count) malformed lines instead of stopping")
-    out: str = shared_option("out", "runs/afqmc")
-    seed: int = shared_option("seed", 42)
-    resume: bool = shared_option("resume", False)
-    save_every_steps: int = shared_option("save_every_steps", 0)
-    max_steps: int = shared_option("max_steps", 0)
-    device: str = shared_option("device", "auto")
-    threads: int = shared_option("threads", 0)
-    log_interval: int = shared_option("log_interval", 100)
-    quiet: bool = shared_option("quiet", False)
+    tune_threshold: bool = _f(False, "binary labels: choose the decision threshold on P(second label) that "
+                                     "maximises --select-by on dev (accuracy for loss); saved with best/ and "
+                                     "used by eval, predict and --pair")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "accum_steps", "max_length", "eval_batch_size", "vocab_size",
-                     "shuffle_buffer"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        for name in ("save_every_steps", "max_steps", "log_interval", "weight_decay", "max_grad_norm", "mlm_epochs",
-                     "num_workers", "threads"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must not be negative")
-        if self.lr is not None and not self.lr > 0:
-            raise UserError(f"--lr must be positive (got {self.lr})")
-        if self.lr is None:  # resolved once here, so that what is recorded is the rate actually used
+        # Model-dependent defaults are resolved once here, so that what is recorded is what was used.
+        if self.lr is None:
             object.__setattr__(self, "lr", 5e-4 if self.model == "scratch" else 2e-5)
+        if self.eval_every_steps is None:
+            object.__setattr__(self, "eval_every_steps", SCRATCH_EVAL_EVERY_STEPS if self.model == "scratch" else 0)
+        problems = self.run_option_problems()
+        problems += [f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})"
+                     for name in ("batch_size", "accum_steps", "max_length", "eval_batch_size", "vocab_size",
+                                  "shuffle_buffer") if getattr(self, name) < 1]
+        problems += [f"--{name.replace('_', '-')} must not be negative"
+                     for name in ("weight_decay", "max_grad_norm", "mlm_epochs", "num_workers")
+                     if getattr(self, name) < 0]
+        if not self.lr > 0:
+            problems.append(f"--lr must be positive (got {self.lr})")
         if not 0 <= self.warmup_ratio < 1:
-            raise UserError(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
-        if len(self.label_list) < 2 or len(set(self.label_list)) != len(self.label_list):
-            raise UserError(f"--labels {self.labels!r}: need at least two distinct comma-separated values")
+            problems.append(f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})")
+        labels = self.label_list or ()
+        if self.labels and (len(labels) < 2 or len(set(labels)) != len(labels)):
+            problems.append(f"--labels {self.labels!r}: need at least two distinct comma-separated values")
+        if self.tune_threshold and self.labels and len(labels) != 2:
+            problems.append("--tune-threshold needs exactly two labels")
         if self.class_weights not in ("none", "balanced"):
             try:
                 weights = [float(w) for w in self.class_weights.split(",")]
             except ValueError:
                 weights = []
-            if len(weights) != len(self.label_list) or not all(w > 0 for w in weights):
-                raise UserError(f"--class-weights {self.class_weights!r}: use none, balanced, or "
-                                f"{len(self.label_list)} positive comma-separated numbers (one per label)")
+            if not weights or not all(w > 0 for w in weights) or labels and len(weights) != len(labels):
+                problems.append(f"--class-weights {self.class_weights!r}: use none, balanced, or positive "
+                                "comma-separated numbers, one per label")
         if self.streaming and self.mlm_epochs:
-            raise UserError("--mlm-epochs needs the training text in memory; it cannot be combined with --streaming")
-        if self.scratch_size not in SCRATCH_SIZES:
-            raise UserError(f"--scratch-size must be one of {', '.join(SCRATCH_SIZES)}")
+            problems.append("--mlm-epochs needs the training text in memory; it cannot be combined with --streaming")
+        problems += column_problems(self.text_columns, self.label_column)
+        raise_problems(problems)
 
     @property
-    def label_list(self) -> tuple[str, ...]:
-        return tuple(x.strip() for x in self.labels.split(",") if x.strip())
+    def label_list(self) -> tuple[str, ...] | None:
+        """``--labels`` as a tuple; None: collect them from the training data."""
+        return tuple(x.strip() for x in self.labels.split(",") if x.strip()) or None
 
     @property
     def learning_rate(self) -> float:
         return float(self.lr)
 
+    def pair_file(self, spec: str) -> PairFile:
+        return PairFile(spec, text_column_pair(self.text_columns), self.label_column)
 
-RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "save_every_steps",
-                     "eval_batch_size", "skip_bad_lines", "train_file", "dev_file")
+
+def text_column_pair(text_columns: str | None) -> tuple[str, str] | None:
+    return tuple(c.strip() for c in text_columns.split(",")) if text_columns else None  # type: ignore[return-value]
+
+
+def column_problems(text_columns: str | None, label_column: str | None) -> list[str]:
+    problems = []
+    if text_columns is not None:
+        names = [c.strip() for c in text_columns.split(",")]
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            problems.append(f"--text-columns {text_columns!r}: expected two different column names (or field "
+                            "numbers) separated by a comma, e.g. question1,question2")
+    if label_column is not None and not label_column.strip():
+        problems.append("--label-column must not be empty")
+    return problems
+
+
+RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "save_every_steps", "patience",
+                     "eval_batch_size", "skip_bad_lines", "train_file", "dev_file", "text_columns", "label_column")
 
 
 @dataclass(frozen=True)
-class InferConfig:
-    """Options of ``afqmc eval`` and ``afqmc predict``."""
+class ScorerOptions:
+    """How a saved model is loaded and run (``afqmc eval`` and ``predict``)."""
 
     model_dir: str = _f("", "a model directory, e.g. runs/afqmc/best", required=True)
     batch_size: int = _f(64, "pairs per batch (batches are length-sorted)")
@@ -108,25 +141,40 @@ class InferConfig:
     device: str = shared_option("device", "auto")
     threads: int = shared_option("threads", 0)
     precision: Literal["auto", "fp32", "bf16"] = shared_option("precision", "auto")
+
+    def scorer_problems(self) -> list[str]:
+        problems = ["--batch-size and --max-length must be at least 1"] if min(self.batch_size, self.max_length) < 1 \
+            else []
+        return problems + (["--threads must not be negative"] if self.threads < 0 else [])
+
+
+@dataclass(frozen=True)
+class InferConfig(ScorerOptions):
+    """Options of ``afqmc eval`` and ``afqmc predict``."""
+
     skip_bad_lines: bool = _f(False, "skip (and count) malformed lines instead of stopping")
+    text_columns: str | None = _f(None, "the two text columns of --file, or field numbers of a headerless "
+                                        "TSV/CSV (default: detect, as in train)", metavar="A,B")
+    label_column: str | None = _f(None, "the label column of --file, or its field number (default: detect)",
+                                  metavar="L")
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_length < 1:
-            raise UserError("--batch-size and --max-length must be at least 1")
-        if self.threads < 0:
-            raise UserError("--threads must not be negative")
+        raise_problems(self.scorer_problems() + column_problems(self.text_columns, self.label_column))
+
+    def pair_file(self, spec: str) -> PairFile:
+        return PairFile(spec, text_column_pair(self.text_columns), self.label_column)
 
 
 @dataclass(frozen=True)
 class EvalConfig(InferConfig):
-    file: str = _f("", "labelled pair file (JSON Lines)", required=True)
+    file: str = _f("", "labelled pair file (any format train reads)", required=True)
     report: str | None = _f(None, "also write confusion.png, per_class.csv and report.md into this folder",
                             metavar="DIR")
 
 
 @dataclass(frozen=True)
 class PredictConfig(InferConfig):
-    file: str | None = _f(None, "pair file to label (labels optional); needs --output")
+    file: str | None = _f(None, "pair file to label (any format train reads; labels optional); needs --output")
     pair: str | None = _f(None, "one sentence pair to label (instead of --file)", nargs=2,
                           metavar=("SENTENCE1", "SENTENCE2"))
     output: str | None = _f(None, "with --file (required there): where to write one {\"id\", \"label\"} JSON "
@@ -138,3 +186,4 @@ class PredictConfig(InferConfig):
             raise UserError("predict needs exactly one of --file FILE (with --output OUT.json) or --pair S1 S2")
         if self.file is not None and not self.output:
             raise UserError("predict --file needs --output OUT.json (where to write the predictions)")
+

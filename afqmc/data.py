@@ -1,23 +1,18 @@
-"""Sentence-pair JSON Lines: strict reading, tokenisation, length-grouped batching.
+"""Sentence pairs in memory: tokenisation, collation, length-grouped batching.
 
-Each line is ``{"sentence1": str, "sentence2": str, "label": "0"|"1"|0|1, "id": optional}``.
-A UTF-8 BOM, CRLF line ends and blank lines are tolerated; every other defect is an error naming
-the file and line (or, with ``skip_bad``, a counted and reported skip).
+Reading files (every format, columns, labels) is :mod:`afqmc.sources`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")
 
@@ -25,99 +20,11 @@ log = logging.getLogger("pairtrain")
 @dataclass(frozen=True)
 class Pair:
     index: int  # 0-based position among the file's records (blank lines not counted)
-    id: int | None
+    id: int | str | None
     sentence1: str
     sentence2: str
     label: int | None  # index into the label list, None when the file has no label
-
-
-class BadLine(ValueError):
-    pass
-
-
-class MissingLabel(BadLine):
-    pass
-
-
-def _parse(raw: bytes, labels: Sequence[str], need_label: bool, index: int) -> Pair:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadLine(f"invalid UTF-8 at byte {e.start}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadLine(f"invalid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(obj, dict):
-        raise BadLine(f"expected a JSON object, found {type(obj).__name__}")
-    sentences = []
-    for key in ("sentence1", "sentence2"):
-        if key not in obj:
-            raise BadLine(f"missing field '{key}'")
-        value = obj[key]
-        if not isinstance(value, str):
-            raise BadLine(f"field '{key}' must be a string, found {type(value).__name__}")
-        if not value.strip():
-            raise BadLine(f"field '{key}' is empty")
-        sentences.append(value)
-    label = None
-    if "label" in obj and obj["label"] is not None:
-        raw_label = obj["label"]
-        if isinstance(raw_label, bool) or not isinstance(raw_label, (str, int)):
-            raise BadLine(f"field 'label' must be a string or integer, found {type(raw_label).__name__}")
-        if str(raw_label) not in labels:
-            raise BadLine(f"unknown label {raw_label!r} (expected one of {', '.join(labels)})")
-        label = labels.index(str(raw_label))
-    elif need_label:
-        raise MissingLabel("missing field 'label' (this command needs labelled data; "
-                           "use `predict --file` for unlabelled files)")
-    pid = obj.get("id")
-    if pid is not None:
-        try:
-            pid = int(pid)
-        except (TypeError, ValueError):
-            raise BadLine(f"field 'id' must be an integer, found {pid!r}") from None
-    return Pair(index, pid, sentences[0], sentences[1], label)
-
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, content without line end) for non-blank lines; BOM stripped."""
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a JSON Lines file")
-    try:
-        with open(path, "rb") as f:
-            for number, line in enumerate(f, start=1):
-                if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
-                line = line.rstrip(b"\r\n")
-                if line.strip():
-                    yield number, line
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
-def read_pairs(path: str | Path, labels: Sequence[str] = ("0", "1"), need_label: bool = True,
-               skip_bad: bool = False) -> list[Pair]:
-    """All records of a JSONL file; raises UserError naming file:line on the first defect."""
-    path = Path(path)
-    pairs, skipped = [], 0
-    for number, raw in _lines(path):
-        try:
-            pairs.append(_parse(raw, labels, need_label, len(pairs)))
-        except BadLine as e:
-            if not skip_bad:
-                hint = "" if isinstance(e, MissingLabel) else " (use --skip-bad-lines to skip such lines)"
-                raise UserError(f"{path}:{number}: {e}{hint}") from None
-            skipped += 1
-            if skipped <= 5:
-                log.warning(f"skipping {path}:{number}: {e}")
-    if skipped:
-        log.warning(f"{path}: skipped {skipped} bad line(s), kept {len(pairs)}")
-    if not pairs:
-        raise UserError(f"{path}: no records (the file is empty)")
-    return pairs
+    where: str = ""  # file:line (or row) it was read from
 
 
 def encode(tokenizer: Any, pairs: Sequence[Pair], max_length: int,

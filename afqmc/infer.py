@@ -12,55 +12,68 @@ import numpy as np
 from torch import nn
 
 from afqmc import class_names
-from afqmc.data import Pair, PairBatches, length_sorted_batches, read_pairs
+from afqmc.data import Pair, PairBatches, length_sorted_batches
+from afqmc.config import EvalConfig, InferConfig, PredictConfig
+from afqmc.sources import read_pairs
 from afqmc.scorer import PairScorer
 from shared.checkpoint import write_bytes
 from shared.errors import UserError
 from shared.loops import evaluate
 from shared.metrics import report_text, single_class_warning
 from shared.report import write_eval_report
+from shared.selection import threshold_metrics
 
 log = logging.getLogger("pairtrain")
 
 
-def run_eval(model_dir: str, file: str, batch_size: int, max_length: int, device_name: str,
-             skip_bad: bool, precision: str = "auto", report_dir: str | None = None) -> dict[str, Any]:
-    scorer = PairScorer.from_dir(model_dir, device=device_name, precision=precision, max_length=max_length,
-                                 batch_size=batch_size)
+def scorer_for(cfg: InferConfig) -> PairScorer:
+    return PairScorer.from_dir(cfg.model_dir, device=cfg.device, precision=cfg.precision, max_length=cfg.max_length,
+                               batch_size=cfg.batch_size)
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    scorer = scorer_for(cfg)
     labels = scorer.labels
-    pairs = read_pairs(file, labels, need_label=True, skip_bad=skip_bad)
+    pairs = read_pairs(cfg.pair_file(cfg.file), labels, need_label=True, skip_bad=cfg.skip_bad_lines)
     features = scorer.encode(pairs)
-    batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, batch_size),
+    batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, cfg.batch_size),
                           scorer.tokenizer.pad_token_id)
-    metrics = evaluate(scorer.model, batches, nn.CrossEntropyLoss(), device=scorer.device, num_classes=len(labels))
+    metrics = evaluate(scorer.model, batches, nn.CrossEntropyLoss(), device=scorer.device, num_classes=len(labels),
+                       keep_scores=scorer.threshold is not None)
+    if scorer.threshold is not None:
+        argmax = metrics["accuracy"]
+        metrics = {**threshold_metrics(metrics.pop("positive"), metrics.pop("targets"), scorer.threshold),
+                   "loss": metrics["loss"], "threshold": scorer.threshold, "argmax_accuracy": argmax}
     names = class_names(labels)
     log.info(report_text(metrics, names))
-    if report_dir:
-        write_eval_report(Path(report_dir), metrics, names, f"{model_dir} on {file}")
+    if scorer.threshold is not None:
+        log.info(f"decision threshold {scorer.threshold:.4f} (tuned on dev in training, used above); "
+                 f"argmax accuracy {100 * metrics['argmax_accuracy']:.2f}%")
+    if cfg.report:
+        write_eval_report(Path(cfg.report), metrics, names, f"{cfg.model_dir} on {cfg.file}")
     log.info(f"loss: {metrics['loss']:.6f}")
     if (warning := single_class_warning(metrics, names)):
         log.warning(warning)
     return metrics
 
 
-def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, max_length: int,
-                     device_name: str, skip_bad: bool, precision: str = "auto") -> None:
-    """CLUE submission format: one ``{"id": int, "label": str}`` per input record, in order."""
-    out = Path(output)
+def run_predict_file(cfg: PredictConfig) -> None:
+    """CLUE submission format: one ``{"id", "label"}`` per input record, in order (the file's id column,
+    else the record's 0-based position)."""
+    out = Path(cfg.output)
     if out.is_dir():
         raise UserError(f"--output {out}: is a directory, expected a file name")
     if not out.parent.is_dir():
         raise UserError(f"--output {out}: folder {out.parent} does not exist")
-    scorer = PairScorer.from_dir(model_dir, device=device_name, precision=precision, max_length=max_length,
-                                 batch_size=batch_size)
+    scorer = scorer_for(cfg)
     labels = scorer.labels
-    pairs = read_pairs(file, labels, need_label=False, skip_bad=skip_bad)
+    pairs = read_pairs(cfg.pair_file(cfg.file), labels, need_label=False, skip_bad=cfg.skip_bad_lines)
     started = time.perf_counter()
     probs = scorer.probabilities(pairs)
     seconds = time.perf_counter() - started
     log.info(f"predicted {len(pairs)} pairs in {seconds:.2f}s ({len(pairs) / max(seconds, 1e-9):.1f} pairs/s, "
              "tokenisation included)")
-    pred = probs.argmax(1)
+    pred = scorer.decide(probs)
     lines = [json.dumps({"id": p.id if p.id is not None else p.index, "label": labels[k]}, ensure_ascii=False)
              for p, k in zip(pairs, pred)]
     write_bytes(out, ("\n".join(lines) + "\n").encode("utf-8"))  # atomic: never half-written
@@ -75,11 +88,11 @@ def run_predict_file(model_dir: str, file: str, output: str, batch_size: int, ma
         log.info(f"the file is labelled: accuracy {100 * acc:.2f}%")
 
 
-def run_predict_pair(model_dir: str, sentence1: str, sentence2: str, max_length: int,
-                     device_name: str, precision: str = "auto") -> dict[str, Any]:
+def run_predict_pair(cfg: PredictConfig) -> dict[str, Any]:
+    sentence1, sentence2 = cfg.pair
     if not sentence1.strip() or not sentence2.strip():
         raise UserError("--pair: both sentences must be non-empty")
-    scorer = PairScorer.from_dir(model_dir, device=device_name, precision=precision, max_length=max_length)
+    scorer = scorer_for(cfg)
     result = scorer.describe(scorer.probabilities([Pair(0, None, sentence1, sentence2, None)])[0])
     label = result["label"]
     name = class_names(scorer.labels)[scorer.labels.index(label)]

@@ -48,6 +48,10 @@ class PairScorer:
         self.max_length, self.batch_size = max_length, batch_size
         self.device = select_device(device)
         self.match_types = uses_match_types(model.config)
+        # Binary models trained with --tune-threshold label a pair with the second label when its
+        # probability reaches this threshold (None: the most probable label).
+        self.threshold: float | None = getattr(model.config, "decision_threshold", None) if len(self.labels) == 2 \
+            else None
         self.model = on_device(model, self.device, precision)
 
     @classmethod
@@ -79,8 +83,14 @@ class PairScorer:
 
     __call__ = predict
 
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Label indices for ``(N, labels)`` probabilities: the saved threshold, else the argmax."""
+        if self.threshold is None:
+            return probs.argmax(-1)
+        return (probs[..., 1] >= self.threshold).astype(np.int64)
+
     def describe(self, probs: np.ndarray) -> dict[str, Any]:
-        k = int(probs.argmax())
+        k = int(self.decide(probs))
         return {"label": self.labels[k], "probability": float(probs[k]),
                 "probabilities": {lab: float(p) for lab, p in zip(self.labels, probs)}}
 

@@ -1,4 +1,4 @@
-"""Training on a JSONL file too large for memory (``afqmc train --streaming``).
+"""Training on a pair file (JSON Lines, TSV, CSV, ...) too large for memory (``afqmc train --streaming``).
 
 The file is read sequentially by every (rank, DataLoader worker) shard, each keeping the records
 of its own contiguous slice (``shared.sharding``), mixed through a bounded shuffle buffer and
@@ -9,39 +9,32 @@ stay in step, and every record is used exactly once per epoch.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import IterableDataset
 
-from afqmc.data import BadLine, Pair, _lines, _parse, collate, encode_texts
+from afqmc.data import Pair, collate, encode_texts
+from afqmc.sources import PairFile, collected_labels, iter_records
 from shared import distributed
-from shared.errors import UserError
 from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
 
 
-
-def iter_records(path: str | Path, labels: Sequence[str], skip_bad: bool) -> Iterator[Pair]:
+def iter_pairs(source: PairFile, labels: Sequence[str], skip_bad: bool, report: bool = True) -> Iterator[Pair]:
     """Valid labelled records in file order, numbered among themselves (bad lines raise or are skipped)."""
-    path, index = Path(path), 0
-    for number, raw in _lines(path):
-        try:
-            pair = _parse(raw, labels, True, index)
-        except BadLine as e:
-            if skip_bad:
-                continue
-            raise UserError(f"{path}:{number}: {e} (use --skip-bad-lines to skip such lines)") from None
-        index += 1
-        yield pair
+    index = {lab: i for i, lab in enumerate(labels)}
+    for i, (where, a, b, label, ident) in enumerate(iter_records(source, True, skip_bad, known=labels, report=report)):
+        yield Pair(i, ident, a, b, index[label], where)
 
 
-def count_records(path: str | Path, labels: Sequence[str], skip_bad: bool) -> int:
-    """One validating pass over the file (so errors surface before training starts)."""
-    n = sum(1 for _ in iter_records(path, labels, skip_bad))
-    if n == 0:
-        raise UserError(f"{path}: no records (the file is empty)")
-    return n
+def scan_records(source: PairFile, labels: Sequence[str] | None, skip_bad: bool) -> tuple[int, list[str]]:
+    """One validating pass over the file (so errors surface before training starts): the number of
+    records and the label list (``labels``, or collected from the file when None)."""
+    n, seen = 0, set()
+    for _, _, _, label, _ in iter_records(source, True, skip_bad, known=labels):
+        n += 1
+        seen.add(label)
+    return n, list(labels) if labels is not None else collected_labels(seen, source)
 
 
 class StreamingPairBatches(IterableDataset):
@@ -49,9 +42,9 @@ class StreamingPairBatches(IterableDataset):
     buffer of ``buffer_size`` records with an order determined by (seed, epoch, shard).
     Use with ``DataLoader(batch_size=None)``."""
 
-    def __init__(self, path: str | Path, labels: Sequence[str], total: int, tokenizer: Any, max_length: int,
+    def __init__(self, source: PairFile, labels: Sequence[str], total: int, tokenizer: Any, max_length: int,
                  batch_size: int, seed: int, buffer_size: int, skip_bad: bool, match_types: bool):
-        self.path, self.labels, self.total, self.tokenizer = Path(path), tuple(labels), total, tokenizer
+        self.source, self.labels, self.total, self.tokenizer = source, tuple(labels), total, tokenizer
         self.max_length, self.batch_size, self.seed = max_length, batch_size, seed
         self.buffer_size, self.skip_bad, self.epoch = buffer_size, skip_bad, 0
         self.match_types = match_types
@@ -82,7 +75,7 @@ class StreamingPairBatches(IterableDataset):
             plan.append([p.index for p in picked])
             return picked
 
-        for pair in iter_records(self.path, self.labels, self.skip_bad):
+        for pair in iter_pairs(self.source, self.labels, self.skip_bad, report=False):
             if pair.index >= hi:
                 break
             if pair.index < lo:

@@ -16,17 +16,21 @@ from transformers import get_linear_schedule_with_warmup
 
 from afqmc import class_names
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
-from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches, read_pairs
+from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches
 from afqmc.model import inference_model, use_fastest_attention, uses_match_types
 from afqmc.modeldir import from_source, save_model_dir
 from afqmc.pretrain import mlm_warmup
-from afqmc.stream import StreamingPairBatches, count_records, iter_records
+from afqmc.sources import PairFile, read_labelled, read_pairs
+from afqmc.stream import StreamingPairBatches, iter_pairs, scan_records
 from shared import distributed
 from shared.epochs import Trainer, run_epochs
 from shared.loops import evaluate
 from shared.rundir import RunDir, open_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
+from shared.errors import UserError
+from shared.selection import with_tuned_threshold
 from shared.sharding import batches_per_rank
+from shared.config import field_defaults
 from shared.training import class_weights, find_checkpoint, restore_or_start
 
 log = logging.getLogger("pairtrain")
@@ -51,22 +55,27 @@ def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]
         log.info(note)  # advice, not an error: stdout and train.log
     log.info(f"Using {device} device ({torch.get_num_threads()} CPU threads); "
              f"{distributed.summary(cfg.batch_size, cfg.accum_steps)}")
+    train_src = cfg.pair_file(cfg.train_file)
     if cfg.streaming:  # validate and count now; the records are read again batch by batch
-        train_pairs, total = None, count_records(cfg.train_file, cfg.label_list, cfg.skip_bad_lines)
-        records = iter_records(cfg.train_file, cfg.label_list, cfg.skip_bad_lines)
+        total, labels = scan_records(train_src, cfg.label_list, cfg.skip_bad_lines)
+        train_pairs, records = None, iter_pairs(train_src, labels, cfg.skip_bad_lines, report=False)
     else:
-        train_pairs = records = read_pairs(cfg.train_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
-        total = len(train_pairs)
-    dev_pairs = read_pairs(cfg.dev_file, cfg.label_list, skip_bad=cfg.skip_bad_lines)
+        train_pairs, labels = read_labelled(train_src, cfg.label_list, skip_bad=cfg.skip_bad_lines)
+        records, total = train_pairs, len(train_pairs)
+    dev_pairs = read_pairs(cfg.pair_file(cfg.dev_file), labels, skip_bad=cfg.skip_bad_lines)
     log.info(f"data: {total} training pairs ({cfg.train_file}{', streamed' if cfg.streaming else ''}), "
-             f"{len(dev_pairs)} dev pairs")
+             f"{len(dev_pairs)} dev pairs; labels {', '.join(labels)}"
+             f"{'' if cfg.label_list else ' (from the training data)'}")
     seed_everything(cfg.seed)
     found = find_checkpoint(run, cfg.resume)
-    saved_tokenizer = found[1].get("extra", {}).get("tokenizer") if found else None
+    extra = found[1].get("extra", {}) if found else {}
+    if found and extra.get("labels", labels) != labels:
+        raise UserError(f"--resume: the run was trained with labels {', '.join(extra['labels'])}, the data now "
+                        f"gives {', '.join(labels)}; resume with the same data and --labels, or start a new --out")
     texts = (s for p in records for s in (p.sentence1, p.sentence2))
-    tokenizer, model = from_source(cfg.model, cfg.label_list, texts, cfg.scratch_size, cfg.vocab_size,
-                                   cfg.max_length, cfg.match_types, saved_tokenizer)
-    data = TrainData(cfg, tokenizer, train_pairs, total, uses_match_types(model.config))
+    tokenizer, model = from_source(cfg.model, labels, texts, cfg.scratch_size, cfg.vocab_size,
+                                   cfg.max_length, cfg.match_types, extra.get("tokenizer"))
+    data = TrainData(cfg, train_src, labels, tokenizer, train_pairs, total, uses_match_types(model.config))
     return fit(cfg, run, device, tokenizer, model, data, dev_pairs, found)
 
 
@@ -74,8 +83,9 @@ class TrainData:
     """The training set: pre-tokenised in memory with length-grouped batches, or streamed from the
     file (``--streaming``) through DataLoader workers."""
 
-    def __init__(self, cfg: TrainConfig, tokenizer: Any, pairs: list | None, total: int, match_types: bool):
-        self.cfg, self.total, self.pad = cfg, total, tokenizer.pad_token_id
+    def __init__(self, cfg: TrainConfig, source: PairFile, labels: list[str], tokenizer: Any, pairs: list | None,
+                 total: int, match_types: bool):
+        self.cfg, self.source, self.labels, self.total, self.pad = cfg, source, labels, total, tokenizer.pad_token_id
         if pairs is not None:
             self.x, self.y = encode(tokenizer, pairs, cfg.max_length, match_types), [p.label for p in pairs]
             self.lengths = [len(f["input_ids"]) for f in self.x]
@@ -83,7 +93,7 @@ class TrainData:
         else:
             if cfg.num_workers:  # each worker tokenises on its own; the tokenizer's thread pool would fight them
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            self.stream = StreamingPairBatches(cfg.train_file, cfg.label_list, total, tokenizer, cfg.max_length,
+            self.stream = StreamingPairBatches(source, labels, total, tokenizer, cfg.max_length,
                                                cfg.batch_size, cfg.seed, cfg.shuffle_buffer, cfg.skip_bad_lines,
                                                match_types)
             self.batches_per_epoch = batches_per_rank(total, cfg.batch_size, cfg.num_workers)
@@ -91,8 +101,8 @@ class TrainData:
     def label_counts(self) -> list[int]:
         """Training examples per label (one more pass over the file when streaming)."""
         labels = self.y if not self.cfg.streaming else (
-            p.label for p in iter_records(self.cfg.train_file, self.cfg.label_list, self.cfg.skip_bad_lines))
-        counts = [0] * len(self.cfg.label_list)
+            p.label for p in iter_pairs(self.source, self.labels, self.cfg.skip_bad_lines, report=False))
+        counts = [0] * len(self.labels)
         for label in labels:
             counts[label] += 1
         return counts
@@ -132,22 +142,29 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     optimizer = optimizer_for(model, cfg.learning_rate, cfg.weight_decay, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     config = dataclasses.asdict(cfg)
-    state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER)
+    state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER,
+                             defaults=field_defaults(TrainConfig))
     autocast = autocast_dtype(device, cfg.precision)
     if cfg.mlm_epochs and state.global_step == 0:  # a resumed run already has the warmed-up encoder
         mlm_warmup(net, tokenizer, data.x, cfg.mlm_epochs, cfg.batch_size, cfg.learning_rate, cfg.seed, device,
                    autocast, progress=not cfg.quiet)
     mine = distributed.eval_range(len(dev_x))  # each rank evaluates its slice; results are gathered
     dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size, mine), pad)
-    names = class_names(cfg.label_list)
+    names = class_names(data.labels)
+    if cfg.tune_threshold and len(data.labels) != 2:
+        raise UserError(f"--tune-threshold needs two labels; the data has {len(data.labels)}")
     log.info(f"{data.total} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
              f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}, "
              f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
 
     def evaluate_dev(stop: Any) -> dict[str, Any]:
-        return evaluate(inference_model(net, autocast, copy_weights=True), dev_batches, nn.CrossEntropyLoss(),
-                        device=device, num_classes=len(cfg.label_list), progress=not cfg.quiet,
-                        gather=distributed.gather_cat, stop=stop)
+        metrics = evaluate(inference_model(net, autocast, copy_weights=True), dev_batches, nn.CrossEntropyLoss(),
+                           device=device, num_classes=len(data.labels), progress=not cfg.quiet,
+                           gather=distributed.gather_cat, stop=stop, keep_scores=cfg.tune_threshold)
+        if cfg.tune_threshold:  # the model dirs saved after this evaluation carry its threshold
+            metrics = with_tuned_threshold(metrics, cfg.select_by)
+            net.config.decision_threshold = metrics["threshold"]
+        return metrics
 
     trainer = Trainer(
         run=run, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=training_loss(cfg, data, device),
@@ -155,22 +172,23 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
         batches=data.epoch, evaluate=evaluate_dev, save_model=lambda path: save_model_dir(path, net, tokenizer),
         eval_name="dev", class_names=names, title="AFQMC sentence-pair run",
         data_sizes={"training pairs": data.total, "dev pairs": len(dev_x)},
-        train_options=dict(device=device, max_grad_norm=cfg.max_grad_norm or None, accum_steps=cfg.accum_steps,
-                           autocast_dtype=autocast, log_interval=cfg.log_interval, dataset_size=data.total,
+        train_options=dict(device=device, max_grad_norm=cfg.max_grad_norm or None, autocast_dtype=autocast,
+                           log_interval=cfg.log_interval, dataset_size=data.total,
                            num_batches=data.batches_per_epoch),
-        save_every_steps=cfg.save_every_steps,
+        save_every_steps=cfg.save_every_steps, accum_steps=cfg.accum_steps, eval_every_steps=cfg.eval_every_steps,
+        select_by=cfg.select_by, patience=cfg.patience,
         # The exact tokenizer goes into every checkpoint: a resumed run must encode as the run it continues.
-        checkpoint_extra={"tokenizer": tokenizer.backend_tokenizer.to_str()})
+        checkpoint_extra={"tokenizer": tokenizer.backend_tokenizer.to_str(), "labels": data.labels})
     return run_epochs(trainer, state, progress=not cfg.quiet)
 
 
 def training_loss(cfg: TrainConfig, data: TrainData, device: torch.device) -> nn.Module:
     """Cross-entropy, weighted by ``--class-weights`` (the dev loss stays unweighted, comparable across runs)."""
-    counts = data.label_counts() if cfg.class_weights == "balanced" else [0] * len(cfg.label_list)
-    weights = class_weights(cfg.class_weights, counts, cfg.label_list)
+    counts = data.label_counts() if cfg.class_weights == "balanced" else [0] * len(data.labels)
+    weights = class_weights(cfg.class_weights, counts, data.labels)
     if weights is None:
         return nn.CrossEntropyLoss()
-    shown = ", ".join(f"{lab} {w:.4g}" for lab, w in zip(cfg.label_list, weights))
+    shown = ", ".join(f"{lab} {w:.4g}" for lab, w in zip(data.labels, weights))
     log.info(f"class weights in the training loss: {shown} ({cfg.class_weights})")
     return nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
 

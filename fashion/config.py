@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fashion import DEFAULT_DATA_DIR
-from shared.config import option, shared_option
+from shared.config import RunOptions, option, raise_problems, shared_option
 from shared.errors import UserError
 
 
@@ -14,55 +14,42 @@ _f = option
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunOptions):
+    out: str = shared_option("out", "runs/fashion")
+    epochs: int = shared_option("epochs", 8)
     data_dir: str = _f(DEFAULT_DATA_DIR, "folder with the IDX files (raw or .gz); only the default is created "
                                          "for a download")
     download: bool = _f(True, "download the data set when it is not found in --data-dir")
     arch: Literal["mlp", "tutorial", "cnn"] = _f(
         "mlp", "mlp: tutorial layers, dropout on hidden layers; tutorial: the exact tutorial stack; cnn")
-    epochs: int = shared_option("epochs", 8)
     batch_size: int = _f(512, "examples per optimizer step")
     lr: float = _f(4e-3, "peak learning rate (one-cycle) or the constant rate")
     schedule: Literal["onecycle", "constant"] = _f("onecycle", "learning-rate schedule (per step)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     dropout: float = _f(0.0, "dropout probability (mlp and cnn); label smoothing regularises the default")
     label_smoothing: float = _f(0.1, "cross-entropy label smoothing while training")
-    precision: Literal["auto", "fp32", "bf16"] = shared_option("precision", "auto")
     normalize: bool = _f(True, "standardise pixels with the training set's mean/std")
     shuffle: bool = _f(True, "reshuffle the training set every epoch (the tutorial does not)")
     loader: Literal["tensor", "iterable"] = _f(
         "tensor", "tensor: batches sliced from memory; iterable: IterableDataset + DataLoader workers")
     num_workers: int = _f(0, "DataLoader worker processes for --loader iterable")
-    out: str = shared_option("out", "runs/fashion")
-    seed: int = shared_option("seed", 42)
-    resume: bool = shared_option("resume", False)
-    save_every_steps: int = shared_option("save_every_steps", 0)
-    max_steps: int = shared_option("max_steps", 0)
-    device: str = shared_option("device", "auto")
-    threads: int = shared_option("threads", 0)
-    log_interval: int = shared_option("log_interval", 100)
-    quiet: bool = shared_option("quiet", False)
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
-        for name, value in positive.items():
-            if value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        problems = self.run_option_problems()
+        if self.batch_size < 1:
+            problems.append(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not self.lr > 0:
-            raise UserError(f"--lr must be positive (got {self.lr})")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must be in [0, 1) (got {self.dropout})")
-        if not 0 <= self.label_smoothing < 1:
-            raise UserError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
-        for name in ("num_workers", "save_every_steps", "max_steps", "log_interval", "threads"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must not be negative")
-        if self.weight_decay < 0:
-            raise UserError("--weight-decay must not be negative")
+            problems.append(f"--lr must be positive (got {self.lr})")
+        for name in ("dropout", "label_smoothing"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be in [0, 1) (got {getattr(self, name)})")
+        if self.num_workers < 0 or self.weight_decay < 0:
+            problems.append("--num-workers and --weight-decay must not be negative")
+        raise_problems(problems)
 
 
 # Settings that may change between a run and its --resume without changing the result.
-RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "max_steps",
+RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "max_steps", "patience",
                      "save_every_steps", "data_dir", "download")
 
 

@@ -25,6 +25,7 @@ from shared.metrics import format_test_line
 from shared.rundir import RunDir, open_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
 from shared.sharding import batches_per_rank, worker_init_fn
+from shared.config import field_defaults
 from shared.training import find_checkpoint, restore_or_start
 
 log = logging.getLogger("pairtrain")
@@ -98,7 +99,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25)
     config = dataclasses.asdict(cfg)
-    state = restore_or_start(find_checkpoint(run, cfg.resume), model, optimizer, scheduler, config, RESUME_MAY_DIFFER)
+    state = restore_or_start(find_checkpoint(run, cfg.resume), model, optimizer, scheduler, config,
+                             RESUME_MAY_DIFFER, defaults=field_defaults(TrainConfig))
     iterable = None
     if cfg.loader == "iterable":
         shards = distributed.world_size() * max(cfg.num_workers, 1)
@@ -128,6 +130,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
         data_sizes={"training images": len(x), "test images": len(test_x)},
         train_options=dict(device=device, log_interval=cfg.log_interval, dataset_size=len(x),
                            num_batches=steps_per_epoch, autocast_dtype=autocast),
-        save_every_steps=cfg.save_every_steps, epoch_header="Epoch {epoch}\n-------------------------------",
+        save_every_steps=cfg.save_every_steps, eval_every_steps=cfg.eval_every_steps, select_by=cfg.select_by,
+        patience=cfg.patience, epoch_header="Epoch {epoch}\n-------------------------------",
         eval_line=format_test_line)
     return run_epochs(trainer, state, progress=not cfg.quiet)

@@ -82,6 +82,12 @@ SHARED_HELP = {
     "save_every_steps": "also checkpoint every N optimizer steps (0: at epoch ends only)",
     "log_interval": "print the loss line every N batches (0: never)",
     "quiet": "only warnings, errors and the final result on the console (train.log keeps everything)",
+    "eval_every_steps": "also evaluate every N optimizer steps inside epochs (0: at epoch ends only); every "
+                        "evaluation may become best/ and counts for --patience",
+    "select_by": "the evaluation metric that picks best/ and that --patience watches: accuracy, macro_f1, "
+                 "or loss (lower is better)",
+    "patience": "stop after K evaluations in a row without improvement of --select-by (0: never stop early); "
+                "--resume with a larger K (or 0) continues an early-stopped run",
 }
 
 
@@ -90,12 +96,54 @@ def shared_option(name: str, default: Any, **metadata: Any) -> Any:
     return option(default, SHARED_HELP[name], **metadata)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The training options both apps have, declared once; an app subclasses it, adds its own fields,
+    and redeclares a field only to choose another default (e.g. ``out``, ``epochs``)."""
+
+    out: str = shared_option("out", "runs/run")
+    seed: int = shared_option("seed", 42)
+    resume: bool = shared_option("resume", False)
+    epochs: int = shared_option("epochs", 3)
+    max_steps: int = shared_option("max_steps", 0)
+    eval_every_steps: int = shared_option("eval_every_steps", 0)
+    select_by: Literal["accuracy", "macro_f1", "loss"] = shared_option("select_by", "accuracy")
+    patience: int = shared_option("patience", 0)
+    save_every_steps: int = shared_option("save_every_steps", 0)
+    device: str = shared_option("device", "auto")
+    precision: Literal["auto", "fp32", "bf16"] = shared_option("precision", "auto")
+    threads: int = shared_option("threads", 0)
+    log_interval: int = shared_option("log_interval", 100)
+    quiet: bool = shared_option("quiet", False)
+
+    def run_option_problems(self) -> list[str]:
+        """What is wrong with the shared options (apps add theirs and raise once, listing all)."""
+        problems = [] if self.epochs >= 1 else [f"--epochs must be at least 1 (got {self.epochs})"]
+        problems += [f"--{name.replace('_', '-')} must not be negative (got {getattr(self, name)})"
+                     for name in ("max_steps", "eval_every_steps", "patience", "save_every_steps", "threads",
+                                  "log_interval") if getattr(self, name) < 0]
+        return problems
+
+
+def raise_problems(problems: list[str]) -> None:
+    """One UserError naming every problem of a config (the CLI prints it as one line)."""
+    from shared.errors import UserError
+
+    if problems:
+        raise UserError("; ".join(problems))
+
+
 def from_args(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     """Build the config from parsed arguments; ``__post_init__`` validates it."""
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     values = {k: v for k, v in vars(ns).items() if k in names}
     values.update(overrides)
     return cls(**values)
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """Each field's default (what a checkpoint written before the field existed stands for)."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """The epoch loop both apps run. It owns the ordering; apps supply only what differs.
 
-Per epoch, in this order (the contract tests pin):
+Per stretch of training, in this order (the contract tests pin); a stretch is the rest of the epoch,
+or up to the next multiple of ``eval_every_steps`` global steps when that comes first:
 
-1. train the epoch's remaining batches (``checkpoints/`` every ``save_every_steps`` steps);
+1. train the stretch's batches (``checkpoints/`` every ``save_every_steps`` steps);
 2. evaluate on the dev/test set;
-3. append the epoch record to the history, log the summary line;
-4. save ``best/`` when the accuracy improved, then ``last/``;
-5. save a checkpoint (state: next epoch), then ``metrics.json``;
-then after the last epoch the run report and the final result line.
+3. append the evaluation's record to the history, log the summary line;
+4. save ``best/`` when the ``select_by`` metric improved, then ``last/``; count evaluations without
+   improvement and stop early after ``patience`` of them;
+5. save a checkpoint (best, patience count and, at an epoch's end, the next epoch), then ``metrics.json``;
+then after the last epoch (or an early stop) the run report and the final result line.
+A resumed run continues after the last checkpoint and takes exactly the same decisions.
 
 A SIGINT/SIGTERM (see :mod:`shared.interrupt`) ends training after the step in progress, or the
 evaluation at once; the state at the last completed step is saved as a checkpoint and
@@ -17,11 +20,12 @@ quota) becomes :class:`~shared.errors.WriteFailed` naming the file and the last 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -33,7 +37,7 @@ from shared.loops import EvaluationStopped, TrainState, train_one_epoch
 from shared.metrics import single_class_warning
 from shared.report import write_run_report
 from shared.rundir import RunDir, log_result
-from shared.training import (epoch_record, epoch_summary, finish_epoch, result_line, save_checkpoint,
+from shared.training import (epoch_record, epoch_summary, finish_evaluation, result_line, save_checkpoint,
                              write_run_metrics)
 
 log = logging.getLogger("pairtrain")
@@ -59,9 +63,13 @@ class Trainer:
     class_names: list[str]
     title: str  # of report.md
     data_sizes: dict[str, int]
-    train_options: dict[str, Any] = field(default_factory=dict)  # more keywords for train_one_epoch
+    train_options: dict[str, Any] = field(default_factory=dict)  # more keywords for train_one_epoch (not accum_steps)
     save_every_steps: int = 0
     checkpoint_extra: dict[str, Any] = field(default_factory=dict)  # what a resume needs back (e.g. tokenizer)
+    accum_steps: int = 1  # batches per optimizer step
+    eval_every_steps: int = 0  # also evaluate when the global step is a multiple of this (0: epoch ends only)
+    select_by: str = "accuracy"  # the metric that picks best/ (shared.selection)
+    patience: int = 0  # stop after this many evaluations without improvement (0: never)
     epoch_header: str = "Epoch {epoch}/{epochs}"
     eval_line: Callable[[dict[str, Any]], str | None] = lambda metrics: None  # an extra line after evaluation
 
@@ -69,25 +77,15 @@ class Trainer:
 def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
     """Train from ``state`` to the end (or to a stop request); returns the last evaluation's metrics."""
     metrics: dict[str, Any] = {}
+    if state.stopped_early and (not t.patience or state.evals_since_best < t.patience):
+        state.stopped_early = False  # resumed with more (or no) patience: the run goes on
     with interrupt.stop_on_signals():
-        while state.epoch < t.epochs and state.global_step < t.total_steps:
-            started = time.perf_counter()
+        while state.epoch < t.epochs and state.global_step < t.total_steps and not state.stopped_early:
             log.info(t.epoch_header.format(epoch=state.epoch + 1, epochs=t.epochs))
-            train = train_one_epoch(
-                t.model, t.batches(state.epoch, state.step_in_epoch * t.train_options.get("accum_steps", 1)),
-                t.loss_fn, t.optimizer, state, scheduler=t.scheduler, max_steps=t.total_steps,
-                on_step=lambda s: _periodic_checkpoint(t, s), progress=progress, stop=interrupt.requested,
-                **t.train_options)
-            if train.pop("stopped"):
-                _stop(t, state, "during training")
-            eval_started = time.perf_counter()
-            try:
-                metrics = t.evaluate(interrupt.requested)
-            except EvaluationStopped:
-                _stop(t, state, "during evaluation (the epoch's training is complete)")
-            eval_seconds = time.perf_counter() - eval_started
-            if not _end_epoch(t, state, train, metrics, started, eval_seconds):
-                break
+            epoch = state.epoch
+            batches = iter(t.batches(epoch, state.step_in_epoch * t.accum_steps))
+            while state.epoch == epoch and state.global_step < t.total_steps and not state.stopped_early:
+                metrics = _train_and_evaluate(t, state, batches, progress)
     if distributed.is_main():
         _write(t, lambda: write_run_report(t.run.root, t.title, t.config, t.data_sizes, state, t.eval_name,
                                            t.class_names), state)
@@ -97,26 +95,54 @@ def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
     return metrics
 
 
-def _end_epoch(t: Trainer, state: TrainState, train: dict[str, Any], metrics: dict[str, Any], started: float,
-               eval_seconds: float) -> bool:
-    """Steps 3-5 of the contract; False when the epoch was cut short by the step limit."""
+def _train_and_evaluate(t: Trainer, state: TrainState, batches: Iterator[Any], progress: bool) -> dict[str, Any]:
+    """Steps 1-5 of the contract for one stretch of training: to the epoch's end, or to the next
+    ``eval_every_steps`` multiple of the global step when that comes first."""
+    started = time.perf_counter()
+    left = t.steps_per_epoch - state.step_in_epoch
+    steps = min(left, t.eval_every_steps - state.global_step % t.eval_every_steps) if t.eval_every_steps else left
+    # Inside an epoch, exactly this stretch's batches are taken from the epoch's iterator; the last
+    # stretch takes the rest (a short final accumulation group included).
+    stretch = batches if steps >= left else itertools.islice(batches, steps * t.accum_steps)
+    train = train_one_epoch(t.model, stretch, t.loss_fn, t.optimizer, state, scheduler=t.scheduler,
+                            max_steps=t.total_steps, on_step=lambda s: _periodic_checkpoint(t, s), progress=progress,
+                            stop=interrupt.requested, accum_steps=t.accum_steps, **t.train_options)
+    if train.pop("stopped"):
+        _stop(t, state, "during training")
+    eval_started = time.perf_counter()
+    try:
+        metrics = t.evaluate(interrupt.requested)
+    except EvaluationStopped:
+        _stop(t, state, "during evaluation (the training before it is complete)")
+    _after_evaluation(t, state, train, metrics, started, time.perf_counter() - eval_started)
+    return metrics
+
+
+def _after_evaluation(t: Trainer, state: TrainState, train: dict[str, Any], metrics: dict[str, Any], started: float,
+                      eval_seconds: float) -> None:
+    """Steps 3-5 of the contract, and the --patience decision."""
     if (line := t.eval_line(metrics)):
         log.info(line)
     if (warning := single_class_warning(metrics, t.class_names)):
-        log.warning(warning)
+        # Inside an epoch it is an early model's normal state: a note, not a warning, until the epoch ends.
+        epoch_end = state.step_in_epoch >= t.steps_per_epoch or state.global_step >= t.total_steps
+        log.log(logging.WARNING if epoch_end else logging.INFO, warning)
     seconds = time.perf_counter() - started
     state.train_seconds += seconds
     record = epoch_record(state, t.optimizer.param_groups[0]["lr"], train, metrics, t.eval_name, seconds,
                           **{f"{t.eval_name}_examples_per_second": metrics["n"] / max(eval_seconds, 1e-9)})
     log.info(epoch_summary(record, t.eval_name))
     main = distributed.is_main()  # only rank 0 writes files
-    finished = _write(t, lambda: finish_epoch(t.run, state, record, metrics["accuracy"], t.steps_per_epoch,
-                                              lambda path: main and t.save_model(path)), state)
+    _write(t, lambda: finish_evaluation(t.run, state, record, metrics, t.select_by, t.steps_per_epoch,
+                                        lambda path: main and t.save_model(path)), state)
+    if t.patience and state.evals_since_best >= t.patience and state.global_step < t.total_steps:
+        state.stopped_early = True
+        log.info(f"early stop: {t.select_by} did not improve in {t.patience} evaluation(s); the best was at step "
+                 f"{state.best_step} (epoch {state.best_epoch}), in {t.run.best}")
     if main:
         _write(t, lambda: save_checkpoint(t.run, t.model, t.optimizer, t.scheduler, state, t.config,
                                           extra=t.checkpoint_extra), state)
         _write(t, lambda: write_run_metrics(t.run, state, metrics, t.eval_name, t.class_names, t.config), state)
-    return finished
 
 
 def _periodic_checkpoint(t: Trainer, state: TrainState) -> None:

@@ -34,10 +34,13 @@ class TrainState:
     epoch: int = 0  # 0-based index of the epoch in progress
     step_in_epoch: int = 0  # optimizer steps completed in the current epoch
     global_step: int = 0  # optimizer steps completed overall
-    best_metric: float | None = None
+    best_metric: float | None = None  # the --select-by value of the best evaluation
     best_epoch: int | None = None
+    best_step: int | None = None  # global step of the best evaluation (several per epoch with --eval-every-steps)
+    evals_since_best: int = 0  # evaluations in a row without improvement (--patience)
+    stopped_early: bool = False  # --patience ended the run
     train_seconds: float = 0.0  # wall time spent training/evaluating, summed across resumes
-    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluated epoch
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluation
     log_rows: list[dict[str, Any]] = field(default_factory=list)  # one entry per training log point
     # The current epoch's summed training loss and example count so far, so that an epoch resumed
     # mid-way reports its mean over the whole epoch, not over the resumed part. While the epoch runs
@@ -215,16 +218,20 @@ def evaluate(
     progress: bool = True,
     gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     stop: Callable[[], Any] | None = None,
+    threshold: float | None = None,
+    keep_scores: bool = False,
 ) -> dict[str, Any]:
     """Loss (mean per example), accuracy, macro precision/recall/F1 and confusion matrix.
 
     ``gather`` (optional) concatenates per-example tensors across processes for distributed
-    evaluation; every example must be evaluated by exactly one process.
+    evaluation; every example must be evaluated by exactly one process. Binary tasks: with
+    ``threshold`` class 1 is predicted where its probability is at least that (else argmax);
+    ``keep_scores`` adds ``positive`` (P(class 1)) and ``targets`` arrays for threshold tuning.
     """
     losses, preds, golds = [], [], []
     for logits, targets in _collect(model, batches, device, autocast_dtype, "eval", progress, stop):
         losses.append(_per_example_loss(loss_fn, logits, targets))
-        preds.append(logits.argmax(dim=-1))
+        preds.append(logits.softmax(dim=-1)[:, 1] if (threshold is not None or keep_scores) else logits.argmax(dim=-1))
         golds.append(targets)
     if not golds and gather is None:
         raise ValueError("evaluate() got no batches")
@@ -235,8 +242,14 @@ def evaluate(
     if gather is not None:
         loss_t, pred_t, gold_t = gather(loss_t), gather(pred_t), gather(gold_t)
     y_pred, y_true = pred_t.cpu().numpy(), gold_t.cpu().numpy()  # the one host sync
+    positive = None
+    if threshold is not None or keep_scores:
+        positive = y_pred.astype(np.float64)
+        y_pred = (positive > 0.5 if threshold is None else positive >= threshold).astype(np.int64)  # > 0.5: argmax
     metrics = classification_metrics(y_true, y_pred, num_classes)
     metrics["loss"] = float(loss_t.double().mean().item())
+    if keep_scores:
+        metrics["positive"], metrics["targets"] = positive, y_true
     return metrics
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from shared.checkpoint import write_bytes
 from shared.loops import TrainState
+from shared.selection import best_record
 
 log = logging.getLogger("pairtrain")
 HISTORY_FIELDS = ("kind", "step", "epoch", "lr", "train_loss", "eval_loss", "eval_accuracy", "eval_macro_f1",
@@ -153,7 +154,7 @@ def write_run_report(run_root: Path, title: str, config: dict[str, Any], data_si
                      state: TrainState, eval_name: str, class_names: Sequence[str]) -> None:
     """history.csv, curves.png, confusion.png (best epoch) and report.md in the run directory."""
     epochs, train_seconds = state.history, state.train_seconds
-    best = next((e for e in reversed(epochs) if e["epoch"] == state.best_epoch), None)
+    best = best_record(state)
     rows = history_rows(state.log_rows, epochs, eval_name)
     write_history_csv(run_root / "history.csv", rows)
     has_curves = bool(epochs) and plot_curves(run_root / "curves.png", rows, eval_name)

@@ -22,6 +22,7 @@ from shared.errors import CheckpointError, UserError
 from shared.loops import TrainState
 from shared.rundir import RunDir
 from shared.runtime import capture_rng, restore_rng
+from shared.selection import best_record, record_evaluation
 
 log = logging.getLogger("pairtrain")
 FORMAT = "pairtrain-train-checkpoint/1"
@@ -57,22 +58,17 @@ def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimi
     log.debug(f"saved checkpoint {path}")
 
 
-def finish_epoch(run: RunDir, state: TrainState, record: dict[str, Any], accuracy: float,
-                 steps_per_epoch: int, save_model: Callable[[Path], None]) -> bool:
-    """Record an evaluated epoch, keep ``best/`` (by accuracy) and ``last/``, advance the epoch.
-
-    Returns False when the epoch was cut short by ``--max-steps`` (its position is kept so that
-    a later ``--resume`` continues inside it).
-    """
+def finish_evaluation(run: RunDir, state: TrainState, record: dict[str, Any], metrics: dict[str, Any],
+                      select_by: str, steps_per_epoch: int, save_model: Callable[[Path], None]) -> None:
+    """Record an evaluation, keep ``best/`` (by ``select_by``) and ``last/``, and advance to the next
+    epoch when this one is complete (an epoch cut short by ``--max-steps`` keeps its position, so that
+    a later ``--resume`` continues inside it)."""
     state.history.append(record)
-    if state.best_metric is None or accuracy > state.best_metric:
-        state.best_metric, state.best_epoch = accuracy, record["epoch"]
+    if record_evaluation(state, metrics, select_by, record["epoch"]):
         save_model(run.best)
     save_model(run.last)
-    finished = state.step_in_epoch >= steps_per_epoch
-    if finished:
+    if state.step_in_epoch >= steps_per_epoch:
         state.next_epoch()
-    return finished
 
 
 def epoch_record(state: TrainState, lr: float, train: dict[str, Any], metrics: dict[str, Any], eval_name: str,
@@ -81,13 +77,16 @@ def epoch_record(state: TrainState, lr: float, train: dict[str, Any], metrics: d
     return {"epoch": state.epoch + 1, "step": state.global_step, "lr": lr, **train, **extra,
             f"{eval_name}_loss": metrics["loss"], f"{eval_name}_accuracy": metrics["accuracy"],
             f"{eval_name}_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
+            **{k: metrics[k] for k in ("threshold", "argmax_accuracy") if k in metrics},
             "epoch_seconds": seconds, "seconds": state.train_seconds}
 
 
 def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
-    """The one line printed after each epoch."""
+    """The one line printed after each evaluation."""
+    threshold = f" at threshold {record['threshold']:.3f}" if "threshold" in record else ""
     return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, {eval_name} accuracy "
-            f"{100 * record[f'{eval_name}_accuracy']:.2f}%, macro-F1 {record[f'{eval_name}_macro_f1']:.4f}, "
+            f"{100 * record[f'{eval_name}_accuracy']:.2f}%{threshold}, macro-F1 {record[f'{eval_name}_macro_f1']:.4f}, "
+            f"{eval_name} loss {record[f'{eval_name}_loss']:.4f}, step {record['step']}, "
             f"{record['epoch_seconds']:.1f}s ({record['train_samples_per_second']:.0f} samples/s)")
 
 
@@ -105,7 +104,11 @@ def class_weights(spec: str, counts: Sequence[int], names: Sequence[str]) -> lis
             raise UserError(f"--class-weights balanced: no training example has label {', '.join(missing)}")
         total = sum(counts)
         return [total / (len(counts) * c) for c in counts]
-    return [float(w) for w in spec.split(",")]
+    weights = [float(w) for w in spec.split(",")]
+    if len(weights) != len(names):
+        raise UserError(f"--class-weights {spec}: {len(weights)} weights for {len(names)} labels "
+                        f"({', '.join(names)}); give one per label, in that order")
+    return weights
 
 
 def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eval_name: str,
@@ -115,11 +118,14 @@ def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eva
     ``confusion_matrix`` is the final evaluation's (epoch ``final_epoch``); ``best_confusion_matrix``
     is the best epoch's, the model in ``best/`` and the one ``confusion.png`` shows.
     """
-    best = next((e for e in reversed(state.history) if e["epoch"] == state.best_epoch), None)
+    best = best_record(state)
     write_json(run.metrics, {
         f"{eval_name}_accuracy": final["accuracy"], f"{eval_name}_macro_f1": final["macro_f1"],
         f"{eval_name}_loss": final["loss"], "single_class_prediction": final["single_class_prediction"],
-        f"best_{eval_name}_accuracy": state.best_metric, "best_epoch": state.best_epoch,
+        f"best_{eval_name}_accuracy": best[f"{eval_name}_accuracy"] if best else None,
+        f"best_{eval_name}_macro_f1": best[f"{eval_name}_macro_f1"] if best else None,
+        f"best_{eval_name}_loss": best[f"{eval_name}_loss"] if best else None,
+        "best_epoch": state.best_epoch, "best_step": state.best_step, "stopped_early": state.stopped_early,
         "final_epoch": state.history[-1]["epoch"] if state.history else None,
         "epochs_completed": state.epoch, "global_step": state.global_step, "train_seconds": state.train_seconds,
         "confusion_matrix": final["confusion_matrix"],
@@ -132,16 +138,21 @@ def result_line(run: RunDir, state: TrainState, eval_name: str) -> str:
     """The last line of a run, shown even with ``--quiet``: where the best model is and how good it is."""
     if not state.history:
         return f"no epoch was evaluated; checkpoints are in {run.checkpoints}"
-    last = state.history[-1]
-    return (f"best {eval_name} accuracy {100 * state.best_metric:.2f}% (epoch {state.best_epoch}) in {run.best}; "
+    last, best = state.history[-1], best_record(state) or state.history[-1]
+    return (f"best {eval_name} accuracy {100 * best[f'{eval_name}_accuracy']:.2f}% (epoch {state.best_epoch}, "
+            f"step {best['step']}) in {run.best}; "
             f"final {eval_name} accuracy {100 * last[f'{eval_name}_accuracy']:.2f}% (epoch {last['epoch']}); "
             f"{state.train_seconds:.1f}s")
 
 
-def _config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str]) -> list[str]:
+def _config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str],
+                     defaults: dict[str, Any]) -> list[str]:
+    """Settings that differ; a setting the checkpoint predates counts as its default (so a run started
+    before an option existed resumes as long as the option keeps its default)."""
     skip = set(ignore) | set(HORIZON)
-    return [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
-            for k in sorted(set(saved) | set(current)) if k not in skip and saved.get(k) != current.get(k)]
+    return [f"{k}: checkpoint {saved.get(k, defaults.get(k))!r} vs now {current.get(k)!r}"
+            for k in sorted(set(saved) | set(current))
+            if k not in skip and saved.get(k, defaults.get(k)) != current.get(k)]
 
 
 def find_checkpoint(run: RunDir, resume: bool) -> tuple[Path, dict[str, Any]] | None:
@@ -172,11 +183,13 @@ def _replay_schedule(scheduler: Any, steps: int) -> None:
 
 
 def restore_or_start(found: tuple[Path, dict[str, Any]] | None, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any, config: dict[str, Any], ignore: Iterable[str] = ()) -> TrainState:
+                     scheduler: Any, config: dict[str, Any], ignore: Iterable[str] = (),
+                     defaults: dict[str, Any] | None = None) -> TrainState:
     """Restore ``found`` (from :func:`find_checkpoint`) into model, optimizer, scheduler and RNGs.
 
     Settings that change the training trajectory must match the checkpoint's config (``ignore``
-    lists those that may differ). The horizon (``--epochs``, ``--max-steps``) may change: the
+    lists those that may differ; ``defaults`` stand in for settings the checkpoint predates). The
+    horizon (``--epochs``, ``--max-steps``) may change: the
     learning-rate schedule is then rebuilt for the new total and replayed to the current step, so
     training continues at the rate the longer (or shorter) schedule has there.
     """
@@ -184,7 +197,7 @@ def restore_or_start(found: tuple[Path, dict[str, Any]] | None, model: nn.Module
         return TrainState()
     path, ckpt = found
     saved = ckpt.get("config", {})
-    diffs = _config_mismatch(saved, config, ignore)
+    diffs = _config_mismatch(saved, config, ignore, defaults or {})
     if diffs:
         raise UserError(f"--resume {path.parent.parent}: settings differ from the checkpoint ({'; '.join(diffs)}); "
                         "resume with the same settings or start a new --out")

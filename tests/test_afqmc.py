@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from afqmc.cli import main
-from afqmc.data import collate, length_grouped_batches, match_token_types, read_pairs
+from afqmc.data import collate, length_grouped_batches, match_token_types
+from afqmc.sources import read_pairs
 from afqmc.model import BertForPairwiseCLS
 from afqmc.modeldir import load_model_dir, save_model_dir
 from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl

@@ -155,3 +155,17 @@ def test_real_data_one_epoch(tmp_path, capsys):
     assert rc == 0
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["test_accuracy"] >= 0.84
+
+
+def test_evaluations_inside_epochs_with_select_by_and_patience(fashion_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--data-dir", str(fashion_dir), "--out", str(out), "--epochs", "4", "--batch-size", "32",
+            "--eval-every-steps", "4", "--select-by", "loss", "--patience", "2", "--no-download", "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    steps = [e["step"] for e in m["history"]]
+    assert steps[:4] == [4, 8, 10, 12]  # 10 steps per epoch: every 4 global steps and at epoch ends
+    best = min(m["history"], key=lambda e: e["test_loss"])
+    assert m["best_step"] == best["step"] and m["best_test_loss"] == best["test_loss"]
+    if m["stopped_early"]:  # then the last two evaluations were no better than the best
+        assert len(steps) - steps.index(best["step"]) - 1 == 2

@@ -154,3 +154,12 @@ def test_all_checkpoints_corrupt_starts_fresh(fashion_dir, tmp_path):
     r = run_cli(*args, "--out", str(out), "--resume")
     assert r.returncode == 0, r.stderr
     assert "skipping unusable checkpoint" in r.stderr and "starting a fresh run" in r.stdout
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_while_it_keeps_its_default():
+    from shared.training import _config_mismatch
+
+    saved = {"lr": 0.1}  # written before --patience existed
+    assert _config_mismatch(saved, {"lr": 0.1, "patience": 0}, (), {"patience": 0}) == []
+    assert _config_mismatch(saved, {"lr": 0.1, "patience": 3}, (), {"patience": 0}) == [
+        "patience: checkpoint 0 vs now 3"]

@@ -1,0 +1,282 @@
+"""Rows of a pair file in any supported format, each with where it came from (file:line or row).
+
+Line formats are read here, line by line, because that gives exact ``FILE:LINE`` errors and streams
+files larger than memory: JSON Lines (``.jsonl``/``.json``), tab-separated text (``.tsv``/``.txt``,
+split on tabs, no quoting: raw NLI/LCQMC TSVs contain bare quotes) and CSV (``.csv``, RFC 4180
+quoting, via the standard library's strict reader). Parquet files, ``datasets`` ``save_to_disk``
+directories and Hugging Face hub datasets (``hf:NAME[:CONFIG][@SPLIT]``) are read with ``datasets``,
+which owns those formats (Arrow memory-mapping, caching, the hub); their errors name the row.
+
+A row is a dict of column name -> value. Rows of a headerless TSV/CSV are keyed ``#1``, ``#2``, ...
+(field numbers, from 1). A row that cannot be read at all is yielded as a :class:`BadLine`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from shared.errors import UserError
+
+HUB_PREFIX = "hf:"
+
+
+class BadLine(ValueError):
+    """A defect of one line or row (the caller adds where)."""
+
+
+class MissingLabel(BadLine):
+    pass
+
+
+@dataclass
+class Table:
+    """A pair file opened for reading: its column names (first record's keys for JSON Lines) and rows."""
+
+    name: str  # as the user wrote it, for messages
+    kind: str  # jsonl, tsv, csv, parquet, disk, hub
+    columns: list[str]
+    header: list[str] | None  # the header line of a TSV/CSV (None: headerless, or not a text table)
+    rows: Iterator[tuple[str, dict[str, Any] | BadLine]]
+    first_line: list[str] | None = None  # a TSV/CSV's first line, as fields
+
+    @property
+    def positional(self) -> bool:
+        return bool(self.columns) and self.columns[0] == "#1"
+
+
+def kind_of(spec: str) -> str:
+    if spec.startswith(HUB_PREFIX):
+        return "hub"
+    path = Path(spec.split("@")[0] if not Path(spec).exists() and "@" in spec else spec)
+    if path.is_dir():
+        return "disk"
+    suffix = path.suffix.lower()
+    kinds = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".txt": "tsv", ".csv": "csv",
+             ".parquet": "parquet", ".pq": "parquet"}
+    if suffix in kinds:
+        return kinds[suffix]
+    raise UserError(f"{spec}: unknown file type {suffix or '(no extension)'!r}; use .jsonl/.json (JSON Lines), "
+                    ".tsv/.txt (tab-separated), .csv, .parquet, a `datasets` save_to_disk directory "
+                    "or hf:NAME[:CONFIG][@SPLIT]")
+
+
+def open_table(spec: str, names_in_use: list[str]) -> Table:
+    """Open ``spec``; ``names_in_use`` (columns asked for or commonly used) decide whether the first
+    line of a TSV/CSV is a header: it is when it contains the text columns in use."""
+    kind = kind_of(spec)
+    if kind == "jsonl":
+        return _jsonl_table(spec)
+    if kind in ("tsv", "csv"):
+        return _delimited_table(spec, kind, names_in_use)
+    return _dataset_table(spec, kind)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line with its end) for every line; BOM stripped."""
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a file")
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                yield number, line
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _decoded(path: Path) -> Iterator[tuple[int, str | BadLine]]:
+    """Non-blank lines decoded as UTF-8, line end kept (a line that is not UTF-8: a BadLine)."""
+    for number, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield number, BadLine(f"invalid UTF-8 at byte {e.start}")
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
+    for number, text in _decoded(path):
+        where = f"{path}:{number}"
+        if isinstance(text, BadLine):
+            yield where, text
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield where, BadLine(f"invalid JSON ({e.msg} at column {e.colno})")
+            continue
+        yield where, obj if isinstance(obj, dict) else BadLine(f"expected a JSON object, found {type(obj).__name__}")
+
+
+def _jsonl_table(spec: str) -> Table:
+    path = Path(spec)
+    rows = _jsonl_rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise UserError(f"{path}: no records (the file is empty)")
+    columns = list(first[1]) if isinstance(first[1], dict) else []
+
+    def chained() -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
+        yield first
+        yield from rows
+    return Table(spec, "jsonl", columns, None, chained())
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, list[str] | BadLine]]:
+    """CSV records with the line each starts on; a quoting error is a BadLine for that record."""
+    lines = _decoded(path)
+    pending: list[tuple[int, str]] = []
+
+    def feed() -> Iterator[str]:
+        for number, text in lines:
+            if isinstance(text, BadLine):
+                raise _LineError(number, text)
+            pending.append((number, text))
+            yield text
+
+    reader = csv.reader(feed(), strict=True)
+    while True:
+        pending.clear()
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except _LineError as e:
+            yield e.number, e.bad
+            continue
+        except csv.Error as e:
+            start = pending[0][0] if pending else 0
+            yield start, BadLine(f"bad CSV quoting ({e}); quote fields containing commas, quotes or line breaks "
+                                 "with \"...\" and double inner quotes")
+            return  # the reader cannot find the next record boundary after a quoting error
+        yield pending[0][0], record
+
+
+class _LineError(Exception):
+    def __init__(self, number: int, bad: BadLine):
+        self.number, self.bad = number, bad
+
+
+def _delimited_records(path: Path, kind: str) -> Iterator[tuple[int, list[str] | BadLine]]:
+    if kind == "csv":
+        yield from _csv_records(path)
+        return
+    for number, text in _decoded(path):
+        yield number, text if isinstance(text, BadLine) else text.rstrip("\r\n").split("\t")
+
+
+def _delimited_table(spec: str, kind: str, names_in_use: list[str]) -> Table:
+    path = Path(spec)
+    records = _delimited_records(path, kind)
+    first = next(records, None)
+    if first is None:
+        raise UserError(f"{path}: no records (the file is empty)")
+    number, fields = first
+    if isinstance(fields, BadLine):
+        raise UserError(f"{path}:{number}: {fields}")
+    header = [f.strip() for f in fields] if _is_header(fields, names_in_use) else None
+    columns = header if header is not None else [f"#{i}" for i in range(1, len(fields) + 1)]
+    sep = "tab-separated" if kind == "tsv" else "comma-separated"
+
+    def rows() -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
+        if header is None:
+            yield from _keyed(path, [first], columns, sep)
+        yield from _keyed(path, records, columns, sep)
+    return Table(spec, kind, columns, header, rows(), first_line=fields)
+
+
+def _is_header(fields: list[str], names_in_use: list[str]) -> bool:
+    present = {f.strip() for f in fields}
+    return any(all(name in present for name in group.split(",")) for group in names_in_use)
+
+
+def _keyed(path: Path, records: Any, columns: list[str], sep: str) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
+    for number, fields in records:
+        where = f"{path}:{number}"
+        if isinstance(fields, BadLine):
+            yield where, fields
+        elif len(fields) != len(columns):
+            yield where, BadLine(f"expected {len(columns)} {sep} fields (as in the first line), found {len(fields)}")
+        else:
+            yield where, dict(zip(columns, fields))
+
+
+def _dataset_table(spec: str, kind: str) -> Table:
+    dataset = load_dataset_source(spec, kind)
+    # ClassLabel columns hold integers; their names are the labels (-1, "no label" in hub test splits: None).
+    names = {c: f.names for c, f in dataset.features.items() if type(f).__name__ == "ClassLabel"}
+
+    def named(row: dict[str, Any]) -> dict[str, Any]:
+        for column, labels in names.items():
+            value = row.get(column)
+            if isinstance(value, int):
+                row[column] = labels[value] if 0 <= value < len(labels) else None
+        return row
+    rows = ((f"{spec}: row {i}", named(row)) for i, row in enumerate(dataset, start=1))
+    if len(dataset) == 0:
+        raise UserError(f"{spec}: no records (the dataset is empty)")
+    return Table(spec, kind, list(dataset.column_names), None, rows)
+
+
+def load_dataset_source(spec: str, kind: str) -> Any:
+    """A ``datasets.Dataset`` for a Parquet file, a save_to_disk directory (``DIR[@SPLIT]``) or a hub
+    dataset (``hf:NAME[:CONFIG][@SPLIT]``, split ``train`` when not given)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if kind == "parquet":
+            if not Path(spec).is_file():
+                raise UserError(f"{spec}: file not found")
+            return datasets.Dataset.from_parquet(spec)
+        if kind == "disk":
+            return _from_disk(spec, datasets)
+        return _from_hub(spec, datasets)
+    except UserError:
+        raise
+    except Exception as e:  # pyarrow/datasets raise many types for a damaged or foreign file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{spec}: cannot read as {kind} ({first})") from None
+
+
+def _from_disk(spec: str, datasets: Any) -> Any:
+    directory, _, split = spec.partition("@") if not Path(spec).is_dir() else (spec, "", "")
+    if not any((Path(directory) / name).is_file() for name in ("dataset_dict.json", "state.json")):
+        raise UserError(f"{spec}: is a directory, but not one written by `datasets` save_to_disk "
+                        "(no dataset_dict.json or state.json); expected a pair file or such a directory")
+    loaded = datasets.load_from_disk(directory)
+    if isinstance(loaded, datasets.DatasetDict):
+        if not split and len(loaded) == 1:
+            split = next(iter(loaded))
+        if split not in loaded:
+            raise UserError(f"{spec}: a DatasetDict with splits {', '.join(loaded)}; name one as {directory}@SPLIT")
+        return loaded[split]
+    if split:
+        raise UserError(f"{spec}: {directory} holds a single Dataset, not splits; drop @{split}")
+    return loaded
+
+
+def _from_hub(spec: str, datasets: Any) -> Any:
+    from afqmc.modeldir import hub_reachable
+
+    name, _, split = spec[len(HUB_PREFIX):].partition("@")
+    name, _, config = name.partition(":")
+    if not name:
+        raise UserError(f"{spec}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:clue/afqmc@validation")
+    offline = not hub_reachable()
+    download = datasets.DownloadConfig(local_files_only=True) if offline else None
+    try:
+        return datasets.load_dataset(name, config or None, split=split or "train", download_config=download)
+    except Exception as e:
+        why = ("the Hugging Face hub is unreachable and the dataset is not in the local cache; on a machine "
+               "with access run datasets.load_dataset(...).save_to_disk(DIR) and pass DIR instead") if offline \
+            else (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{spec}: cannot load ({why})") from None

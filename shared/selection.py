@@ -1,0 +1,77 @@
+"""Which evaluation is best, when to stop early, and a binary decision threshold tuned on dev.
+
+``--select-by`` names the metric that picks ``best/``: accuracy or macro-F1 (higher is better) or
+the loss (lower is better). ``--patience K`` stops a run after K evaluations in a row that did not
+improve it. ``--tune-threshold`` (binary tasks) picks the probability of class 1 above which a pair
+is labelled 1 so that the selection metric is best on dev (the loss does not depend on a threshold:
+with ``--select-by loss`` the threshold maximises accuracy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shared.loops import TrainState
+from shared.metrics import classification_metrics
+
+SELECT_BY = ("accuracy", "macro_f1", "loss")
+
+
+def improves(value: float, best: float | None, select_by: str) -> bool:
+    if best is None:
+        return True
+    return value < best if select_by == "loss" else value > best
+
+
+def record_evaluation(state: TrainState, metrics: dict[str, Any], select_by: str, epoch: int) -> bool:
+    """Update the best-so-far and the patience count after an evaluation; True when it is the new best."""
+    value = metrics[select_by]
+    if improves(value, state.best_metric, select_by):
+        state.best_metric, state.best_epoch, state.best_step = value, epoch, state.global_step
+        state.evals_since_best = 0
+        return True
+    state.evals_since_best += 1
+    return False
+
+
+def best_record(state: TrainState) -> dict[str, Any] | None:
+    """The history entry of the best evaluation (the model in ``best/``)."""
+    if state.best_step is not None:
+        return next((r for r in reversed(state.history) if r["step"] == state.best_step), None)
+    return next((r for r in reversed(state.history) if r["epoch"] == state.best_epoch), None)
+
+
+def threshold_metrics(positive: np.ndarray, y_true: np.ndarray, threshold: float, num_classes: int = 2
+                      ) -> dict[str, Any]:
+    """Classification metrics when class 1 is predicted where ``positive >= threshold``."""
+    return classification_metrics(y_true, (positive >= threshold).astype(np.int64), num_classes)
+
+
+def tune_threshold(positive: np.ndarray, y_true: np.ndarray, select_by: str) -> float:
+    """The threshold on P(class 1) that maximises accuracy or macro-F1 on these examples.
+
+    Candidates are the midpoints between consecutive distinct scores (plus 0.5, the argmax rule);
+    ties go to the candidate closest to 0.5, so a threshold moves only when it buys something.
+    """
+    metric = "accuracy" if select_by == "loss" else select_by
+    scores = np.unique(positive.astype(np.float64))
+    candidates = np.concatenate([[0.5], (scores[1:] + scores[:-1]) / 2]) if len(scores) > 1 else np.array([0.5])
+    if len(candidates) > 512:  # a quantile grid keeps this cheap on large dev sets
+        candidates = np.concatenate([[0.5], np.quantile(candidates, np.linspace(0, 1, 511))])
+    best, best_value = 0.5, -1.0
+    for t in sorted(candidates, key=lambda c: abs(c - 0.5)):
+        value = threshold_metrics(positive, y_true, float(t))[metric]
+        if value > best_value + 1e-12:
+            best, best_value = float(t), value
+    return best
+
+
+def with_tuned_threshold(metrics: dict[str, Any], select_by: str) -> dict[str, Any]:
+    """An evaluation's metrics (from ``evaluate(..., keep_scores=True)``) recomputed at the threshold
+    tuned on them; ``threshold`` and ``argmax_accuracy`` are added, the loss is unchanged."""
+    positive, y_true = metrics.pop("positive"), metrics.pop("targets")
+    threshold = tune_threshold(positive, y_true, select_by)
+    tuned = threshold_metrics(positive, y_true, threshold)
+    return {**tuned, "loss": metrics["loss"], "threshold": threshold, "argmax_accuracy": metrics["accuracy"]}
