@@ -1,4 +1,4 @@
-"""`afqmc` command line: train, eval, predict."""
+"""`afqmc` command line: train, eval, predict, serve."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from shared.rundir import log, run_cli, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from afqmc.config import EvalConfig, PredictConfig, TrainConfig
+    from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="afqmc", description="Sentence-pair similarity with a BERT encoder")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -18,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cfg, text in (
             ("train", TrainConfig, "fine-tune (or train from scratch) and write a run directory"),
             ("eval", EvalConfig, "accuracy, macro-F1, per-class report, confusion matrix"),
-            ("predict", PredictConfig, "label a file (--file, CLUE format, with --output) or one pair (--pair)")):
+            ("predict", PredictConfig, "label a file (--file, CLUE format, with --output) or one pair (--pair)"),
+            ("serve", ServeConfig, "serve a model over HTTP (POST /predict, GET /health, a page at /), "
+                                   "micro-batching concurrent requests")):
         command = sub.add_parser(name, help=text, description=text)
         add_dataclass_args(command, cfg)
         command.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -26,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str]) -> int:
-    from afqmc.config import EvalConfig, PredictConfig, TrainConfig
+    from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
 
     args = build_parser().parse_args(argv)
-    commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig}
+    commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig, "serve": ServeConfig}
     cfg = from_args(commands[args.command], args)
     if args.command == "train":
         from afqmc.train import main as train_main
@@ -42,7 +44,11 @@ def _main(argv: Sequence[str]) -> int:
     setup_logging()
     if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
         log.info(note)
-    if args.command == "eval":
+    if args.command == "serve":
+        from afqmc.serve import run_serve
+
+        run_serve(cfg)
+    elif args.command == "eval":
         infer.run_eval(cfg)
     elif cfg.pair:
         infer.run_predict_pair(cfg)

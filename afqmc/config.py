@@ -133,7 +133,7 @@ RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interva
 
 @dataclass(frozen=True)
 class ScorerOptions:
-    """How a saved model is loaded and run (``afqmc eval`` and ``predict``)."""
+    """How a saved model is loaded and run (``afqmc eval``, ``predict`` and ``serve``)."""
 
     model_dir: str = _f("", "a model directory, e.g. runs/afqmc/best", required=True)
     batch_size: int = _f(64, "pairs per batch (batches are length-sorted)")
@@ -187,3 +187,26 @@ class PredictConfig(InferConfig):
         if self.file is not None and not self.output:
             raise UserError("predict --file needs --output OUT.json (where to write the predictions)")
 
+
+@dataclass(frozen=True)
+class ServeConfig(ScorerOptions):
+    """Options of ``afqmc serve``."""
+
+    host: str = _f("127.0.0.1", "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    port: int = _f(8000, "TCP port (0: any free port, printed at start-up)")
+    max_batch_size: int = _f(64, "micro-batching: run up to this many queued pairs together")
+    max_wait_ms: float = _f(5.0, "micro-batching: while clients are concurrent, wait at most this long for more "
+                                 "requests to join a batch (a lone client never waits)")
+    max_queue: int = _f(256, "requests waiting at most; more are answered 503 (busy) instead of queueing")
+    max_pairs: int = _f(256, "pairs per request at most")
+    max_body_kb: int = _f(1024, "request body size limit in KiB (413 above it)")
+
+    def __post_init__(self) -> None:
+        problems = self.scorer_problems()
+        problems += [f"--{name.replace('_', '-')} must be at least 1" for name in
+                     ("max_batch_size", "max_queue", "max_pairs", "max_body_kb") if getattr(self, name) < 1]
+        if not 0 <= self.port <= 65535:
+            problems.append(f"--port must be in 0..65535 (got {self.port})")
+        if self.max_wait_ms < 0:
+            problems.append("--max-wait-ms must not be negative")
+        raise_problems(problems)
