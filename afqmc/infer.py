@@ -21,7 +21,7 @@ from shared.errors import UserError
 from shared.loops import evaluate
 from shared.metrics import report_text, single_class_warning
 from shared.report import write_eval_report
-from shared.selection import threshold_metrics
+from shared.selection import at_threshold
 
 log = logging.getLogger("pairtrain")
 
@@ -41,9 +41,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     metrics = evaluate(scorer.model, batches, nn.CrossEntropyLoss(), device=scorer.device, num_classes=len(labels),
                        keep_scores=scorer.threshold is not None)
     if scorer.threshold is not None:
-        argmax = metrics["accuracy"]
-        metrics = {**threshold_metrics(metrics.pop("positive"), metrics.pop("targets"), scorer.threshold),
-                   "loss": metrics["loss"], "threshold": scorer.threshold, "argmax_accuracy": argmax}
+        metrics = at_threshold(metrics, scorer.threshold)
     names = class_names(labels)
     log.info(report_text(metrics, names))
     if scorer.threshold is not None:

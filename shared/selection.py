@@ -68,10 +68,14 @@ def tune_threshold(positive: np.ndarray, y_true: np.ndarray, select_by: str) -> 
     return best
 
 
-def with_tuned_threshold(metrics: dict[str, Any], select_by: str) -> dict[str, Any]:
-    """An evaluation's metrics (from ``evaluate(..., keep_scores=True)``) recomputed at the threshold
-    tuned on them; ``threshold`` and ``argmax_accuracy`` are added, the loss is unchanged."""
+def at_threshold(metrics: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """An evaluation's metrics (from ``evaluate(..., keep_scores=True)``) recomputed at ``threshold``;
+    ``threshold`` and ``argmax_accuracy`` are added, the loss is unchanged."""
     positive, y_true = metrics.pop("positive"), metrics.pop("targets")
-    threshold = tune_threshold(positive, y_true, select_by)
-    tuned = threshold_metrics(positive, y_true, threshold)
-    return {**tuned, "loss": metrics["loss"], "threshold": threshold, "argmax_accuracy": metrics["accuracy"]}
+    return {**threshold_metrics(positive, y_true, threshold), "loss": metrics["loss"], "threshold": threshold,
+            "argmax_accuracy": metrics["accuracy"]}
+
+
+def with_tuned_threshold(metrics: dict[str, Any], select_by: str) -> dict[str, Any]:
+    """:func:`at_threshold` at the threshold tuned on these very scores."""
+    return at_threshold(metrics, tune_threshold(metrics["positive"], metrics["targets"], select_by))
