@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, need_reference, timed
+from common import REPO, need_reference, small_bert, timed
 
 
 def main() -> None:
@@ -29,10 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     data = need_reference("data", "afqmc")
     seed_script = need_reference("baselines", "seed_afqmc.py")
-    builder = need_reference("baselines", "make_small_bert.py")
     work = Path(tempfile.mkdtemp(prefix="afqmc-bench-"))
-    bert = work / "small-bert"
-    timed([sys.executable, str(builder), str(data / "train.json"), str(bert)])
+    bert = small_bert(data / "train.json", work / "small-bert")
     seed_train, seed_eval, our_train, our_eval, our_pred = [], [], [], [], []
     accs: dict[str, list[float]] = {"seed": [], "ours": []}
     for i in range(args.repeats):

@@ -28,3 +28,17 @@ def timed(cmd: list[str], **kw) -> tuple[float, str]:
         print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"command failed ({r.returncode}): {' '.join(cmd)}")
     return seconds, r.stdout
+
+
+def small_bert(train_jsonl: Path, out: Path) -> Path:
+    """The 4x256 Chinese BERT of ../shared/baselines/make_small_bert.py, with a tokenizer that matches it.
+
+    Under transformers 5 ``BertTokenizerFast(vocab_file=...)`` ignores the file, so the builder saves a
+    5-token tokenizer (every character becomes [UNK]) beside a 1,324-row embedding. The tokenizer is
+    rebuilt from the builder's own vocab.txt so that both sides of a benchmark see real token ids.
+    """
+    builder = need_reference("baselines", "make_small_bert.py")
+    timed([sys.executable, str(builder), str(train_jsonl), str(out)])
+    timed([sys.executable, "-c", "import sys; from transformers import BertTokenizerFast as T; "
+           "T(vocab=sys.argv[1] + '/vocab.txt').save_pretrained(sys.argv[1])", str(out)])
+    return out
