@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from afqmc.data import Pair, PairBatches, encode, length_sorted_batches
-from afqmc.model import inference_model, use_fastest_attention, uses_match_types
+from afqmc.model import inference_model, uses_match_types
 from afqmc.modeldir import load_model_dir
 from shared.errors import UserError
 from shared.loops import predict_proba
@@ -29,7 +29,6 @@ from shared.runtime import autocast_dtype, select_device
 
 def on_device(model: nn.Module, device: torch.device, precision: str) -> nn.Module:
     """``model`` ready for inference on ``device``: its attention kernel and weight dtype chosen."""
-    use_fastest_attention(model, device)
     return inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
 
 

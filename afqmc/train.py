@@ -17,7 +17,7 @@ from transformers import get_linear_schedule_with_warmup
 from afqmc import class_names
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
 from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches
-from afqmc.model import inference_model, use_fastest_attention, uses_match_types
+from afqmc.model import inference_model, uses_match_types
 from afqmc.modeldir import from_source, save_model_dir
 from afqmc.pretrain import mlm_warmup
 from afqmc.sources import PairFile, read_labelled, read_pairs
@@ -130,7 +130,6 @@ def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[in
 
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
         data: TrainData, dev_pairs: list, found: tuple[Path, dict[str, Any]] | None) -> dict[str, Any]:
-    use_fastest_attention(net, device)
     model = distributed.wrap(net.to(device), device)
     dev_x = encode(tokenizer, dev_pairs, cfg.max_length, uses_match_types(net.config))
     dev_y = [p.label for p in dev_pairs]

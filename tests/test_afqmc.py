@@ -109,7 +109,7 @@ def test_save_pretrained_round_trip_identical_logits(tmp_path):
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_cls_only_top_layer_equals_plain_bert_forward(attn):
-    """The forward computes the top layer for [CLS] alone; it must be the same function as BertModel's."""
+    """afqmc.encoder (fused QKV, [CLS]-only top layer, its own masks) is the same function as BertModel."""
     from transformers import BertConfig
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
@@ -121,7 +121,8 @@ def test_cls_only_top_layer_equals_plain_bert_forward(attn):
     for row, n in enumerate([11, 3, 7, 1, 9]):  # padded rows of different lengths
         mask[row, n:] = 0
     types = (torch.arange(11) > 4).long().expand(5, 11)
-    for m in (mask, None):
+    for m, training in ((mask, True), (None, True), (mask, False), (None, False)):
+        model.train(training)  # CPU training takes the matmul-softmax path, inference SDPA
         fast = model.encode_cls(ids, m, types)
         plain = model.encode_cls_full(ids, m, types)
         torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
