@@ -109,6 +109,30 @@ def test_metrics_values_and_single_class_warning():
     assert line == "Test Error: \n Accuracy: 83.7%, Avg loss: 0.441249 \n"
 
 
+def test_metrics_by_hand_and_against_scikit_learn():
+    """3 classes, one never predicted and one never true: precision/recall/F1 as computed by hand, and
+    equal to scikit-learn's zero_division=0 figures on random labels (what shared.metrics replaced)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    m = classification_metrics(np.array([0, 0, 1, 1, 0]), np.array([0, 1, 1, 0, 0]), 3)
+    assert m["confusion_matrix"] == [[2, 1, 0], [1, 1, 0], [0, 0, 0]]
+    assert m["per_class"]["precision"] == pytest.approx([2 / 3, 1 / 2, 0])
+    assert m["per_class"]["recall"] == pytest.approx([2 / 3, 1 / 2, 0])
+    assert m["per_class"]["f1"] == pytest.approx([2 / 3, 1 / 2, 0]) and m["per_class"]["support"] == [3, 2, 0]
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2) / 3)
+    rng = np.random.default_rng(0)
+    for classes in (2, 3, 5):
+        y_true, y_pred = rng.integers(0, classes, 200), rng.integers(0, classes - 1, 200)
+        m = classification_metrics(y_true, y_pred, classes)
+        labels = list(range(classes))
+        p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
+        np.testing.assert_allclose(m["per_class"]["precision"], p)
+        np.testing.assert_allclose(m["per_class"]["recall"], r)
+        np.testing.assert_allclose(m["per_class"]["f1"], f)
+        assert m["per_class"]["support"] == s.tolist()
+        assert m["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
+
+
 def test_evaluate_loss_is_mean_per_example():
     x, y = _problem(10)
     model = nn.Linear(8, 2)
