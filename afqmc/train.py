@@ -16,7 +16,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from afqmc import class_names
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
-from afqmc.data import PairBatches, encode, length_grouped_batches, length_sorted_batches
+from afqmc.data import PairBatches, collate, encode, length_grouped_batches, length_sorted_batches
 from afqmc.model import inference_model, uses_match_types
 from afqmc.modeldir import from_source, save_model_dir
 from afqmc.pretrain import mlm_warmup
@@ -24,6 +24,7 @@ from afqmc.sources import PairFile, read_labelled, read_pairs
 from afqmc.stream import StreamingPairBatches, iter_pairs, scan_records
 from shared import distributed
 from shared.epochs import Trainer, run_epochs
+from shared.flops import training_flops_per_example
 from shared.loops import evaluate
 from shared.rundir import RunDir, open_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
@@ -175,10 +176,18 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
                            log_interval=cfg.log_interval, dataset_size=data.total,
                            num_batches=data.batches_per_epoch),
         save_every_steps=cfg.save_every_steps, accum_steps=cfg.accum_steps, eval_every_steps=cfg.eval_every_steps,
-        select_by=cfg.select_by, patience=cfg.patience,
+        select_by=cfg.select_by, patience=cfg.patience, flops_per_example=flops_per_pair(net, data, dev_x, device),
         # The exact tokenizer goes into every checkpoint: a resumed run must encode as the run it continues.
         checkpoint_extra={"tokenizer": tokenizer.backend_tokenizer.to_str(), "labels": data.labels})
     return run_epochs(trainer, state, progress=not cfg.quiet)
+
+
+def flops_per_pair(net: nn.Module, data: TrainData, dev_x: list, device: torch.device) -> float:
+    """Training FLOPs per pair (:mod:`shared.flops`), counted unpadded on 16 pairs spread over the training
+    set (the dev set when streaming: the training file is not in memory)."""
+    features = dev_x if data.cfg.streaming else data.x
+    picks = features[:: max(1, len(features) // 16)][:16]
+    return training_flops_per_example(net, (collate([f], None, data.pad)[0] for f in picks), device)
 
 
 def training_loss(cfg: TrainConfig, data: TrainData, device: torch.device) -> nn.Module:

@@ -18,6 +18,7 @@ from fashion.data import FashionIterable, TensorBatches, chunk, epoch_order, loa
 from fashion.infer import save_model_dir
 from fashion.model import build_model
 from shared import distributed
+from shared.flops import training_flops_per_example
 from shared.epochs import Trainer, run_epochs
 from shared.errors import UserError
 from shared.loops import evaluate
@@ -132,5 +133,5 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
                            num_batches=steps_per_epoch, autocast_dtype=autocast),
         save_every_steps=cfg.save_every_steps, eval_every_steps=cfg.eval_every_steps, select_by=cfg.select_by,
         patience=cfg.patience, epoch_header="Epoch {epoch}\n-------------------------------",
-        eval_line=format_test_line)
+        eval_line=format_test_line, flops_per_example=training_flops_per_example(net, [x[:1]], device))
     return run_epochs(trainer, state, progress=not cfg.quiet)

@@ -72,6 +72,7 @@ class Trainer:
     patience: int = 0  # stop after this many evaluations without improvement (0: never)
     epoch_header: str = "Epoch {epoch}/{epochs}"
     eval_line: Callable[[dict[str, Any]], str | None] = lambda metrics: None  # an extra line after evaluation
+    flops_per_example: float = 0.0  # training FLOPs per example (shared.flops); 0: FLOP/s not reported
 
 
 def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
@@ -129,8 +130,12 @@ def _after_evaluation(t: Trainer, state: TrainState, train: dict[str, Any], metr
         log.log(logging.WARNING if epoch_end else logging.INFO, warning)
     seconds = time.perf_counter() - started
     state.train_seconds += seconds
+    throughput = {f"{t.eval_name}_examples_per_second": metrics["n"] / max(eval_seconds, 1e-9)}
+    if t.flops_per_example:
+        throughput.update(train_flops_per_example=t.flops_per_example,
+                          train_flops_per_second=t.flops_per_example * train["train_samples_per_second"])
     record = epoch_record(state, t.optimizer.param_groups[0]["lr"], train, metrics, t.eval_name, seconds,
-                          **{f"{t.eval_name}_examples_per_second": metrics["n"] / max(eval_seconds, 1e-9)})
+                          **throughput)
     log.info(epoch_summary(record, t.eval_name))
     main = distributed.is_main()  # only rank 0 writes files
     _write(t, lambda: finish_evaluation(t.run, state, record, metrics, t.select_by, t.steps_per_epoch,

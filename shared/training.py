@@ -22,6 +22,7 @@ from shared.errors import CheckpointError, UserError
 from shared.loops import TrainState
 from shared.rundir import RunDir
 from shared.runtime import capture_rng, restore_rng
+from shared.flops import format_flops
 from shared.selection import best_record, record_evaluation
 
 log = logging.getLogger("pairtrain")
@@ -84,10 +85,11 @@ def epoch_record(state: TrainState, lr: float, train: dict[str, Any], metrics: d
 def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
     """The one line printed after each evaluation."""
     threshold = f" at threshold {record['threshold']:.3f}" if "threshold" in record else ""
+    flops = f", {format_flops(record['train_flops_per_second'])}" if "train_flops_per_second" in record else ""
     return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, {eval_name} accuracy "
             f"{100 * record[f'{eval_name}_accuracy']:.2f}%{threshold}, macro-F1 {record[f'{eval_name}_macro_f1']:.4f}, "
             f"{eval_name} loss {record[f'{eval_name}_loss']:.4f}, step {record['step']}, "
-            f"{record['epoch_seconds']:.1f}s ({record['train_samples_per_second']:.0f} samples/s)")
+            f"{record['epoch_seconds']:.1f}s ({record['train_samples_per_second']:.0f} samples/s{flops})")
 
 
 # Settings that set how long a run goes on: ``--resume`` may change them to extend (or shorten) a run.

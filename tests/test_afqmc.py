@@ -34,6 +34,10 @@ def test_train_eval_predict_with_local_model(pair_files, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["dev_accuracy"] <= 1 and 0 <= m["dev_macro_f1"] <= 1
     assert len(m["history"]) == 2 and m["global_step"] == 20
+    last = m["history"][-1]
+    assert last["train_flops_per_example"] > 0 and "FLOP/s)" in r.stdout
+    assert last["train_flops_per_second"] == pytest.approx(last["train_flops_per_example"]
+                                                           * last["train_samples_per_second"])
     for d in ("best", "last"):
         names = {p.name for p in (out / d).iterdir()}
         assert {"config.json", "model.safetensors", "tokenizer.json", "MANIFEST.json"} <= names

@@ -22,6 +22,12 @@ def test_train_eval_predict_export_end_to_end(fashion_dir, tmp_path):
     assert 0.9 <= metrics["test_accuracy"] <= 1.0  # the synthetic task is easy
     assert len(metrics["history"]) == 3 and metrics["train_seconds"] > 0
     assert metrics["config"]["epochs"] == 3
+    # Achieved FLOP/s: 3 x the forward's multiply-adds x 2, by hand for the 784-512-256-10 MLP.
+    per_example = 3 * 2 * (784 * 512 + 512 * 256 + 256 * 10)
+    last = metrics["history"][-1]
+    assert last["train_flops_per_example"] == per_example
+    assert last["train_flops_per_second"] == pytest.approx(per_example * last["train_samples_per_second"])
+    assert "FLOP/s)" in r.stdout
     for d in ("best", "last"):
         assert (out / d / "model.safetensors").is_file() and (out / d / "config.json").is_file()
 
