@@ -35,6 +35,15 @@ def resolve_precision(asked: str) -> str:
     return "bf16" if fast_bf16 or torch.cpu._is_avx512_bf16_supported() else "fp32"
 
 
+def hf_script(script: Path, device: str, work: Path) -> Path:
+    """The baseline as distributed (it pins ``use_cpu=True``), or on a GPU a copy that lets Trainer take it."""
+    if device == "cpu":
+        return script
+    gpu = work / "hf_trainer_pairs_gpu.py"
+    gpu.write_text(script.read_text().replace("use_cpu=True", "use_cpu=False"))
+    return gpu
+
+
 def run_hf(script: Path, data: Path, bert: Path, args, precision: str, work: Path) -> dict[str, float]:
     seconds, out = timed([sys.executable, str(script), str(data / "train.json"), str(data / "dev.json"), str(bert),
                           str(args.steps), str(args.batch_size), precision, str(args.lr)], cwd=work)
@@ -48,15 +57,16 @@ def run_ours(data: Path, bert: Path, args, precision: str, out_dir: Path) -> dic
                         "--dev-file", str(data / "dev.json"), "--model", str(bert), "--epochs", "1",
                         "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                         "--warmup-ratio", "0", "--weight-decay", "0", "--group-by-length",
-                        "--eval-batch-size", "64", "--precision", precision, "--out", str(out_dir), "--quiet",
-                        *args.ours.split()], cwd=REPO)
+                        "--eval-batch-size", "64", "--precision", precision, "--device", args.device,
+                        "--out", str(out_dir), "--quiet", *args.ours.split()], cwd=REPO)
     last = json.loads((out_dir / "metrics.json").read_text())["history"][-1]
     return {"train": last["train_samples_per_second"], "eval": last["dev_examples_per_second"],
             "process": seconds, "accuracy": last["dev_accuracy"]}
 
 
 def report(rows: dict[str, list[dict[str, float]]], args, precision: str) -> None:
-    print(f"\n{args.steps} steps, batch {args.batch_size}, {precision}, median of {args.rounds} rounds:")
+    print(f"\n{args.steps} steps, batch {args.batch_size}, {precision} on {args.device}, "
+          f"median of {args.rounds} rounds:")
     print(f"{'':<22}{'HF Trainer':>12}{'afqmc train':>13}{'ratio':>8}{'target':>9}")
     names = {"train": "train samples/s", "eval": "eval pairs/s", "process": "whole process s"}
     for key, name in names.items():
@@ -75,6 +85,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4, help="learning rate on both sides (default: 1e-4)")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                     help="both sides' precision; auto: bf16 where it is fast, else fp32 (default: auto)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="both sides' device; cuda runs HF Trainer from a copy without use_cpu=True (default: cpu)")
     ap.add_argument("--ours", default="", help="extra `afqmc train` options, e.g. '--threads 2'")
     args = ap.parse_args()
     data = need_reference("data", "afqmc")
@@ -85,6 +97,7 @@ def main() -> None:
         raise SystemExit("HF Trainer needs accelerate: pip install accelerate (benchmark only)") from None
     precision = resolve_precision(args.precision)
     work = Path(tempfile.mkdtemp(prefix="hf-bench-"))
+    script = hf_script(script, args.device, work)
     bert = small_bert(data / "train.json", work / "small-bert")
     rows: dict[str, list[dict[str, float]]] = {"hf": [], "ours": []}
     for i in range(args.rounds):

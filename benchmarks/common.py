@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared"
+# The reference material beside the checkout; PAIRTRAIN_REFERENCE points elsewhere (e.g. a GPU machine's copy).
+REFERENCE = Path(os.environ.get("PAIRTRAIN_REFERENCE") or REPO.parent / "shared")
 
 
 def need_reference(*parts: str) -> Path:
