@@ -7,8 +7,8 @@ them), so checkpoints and the saved format are plain BertModel. What differs is 
   nothing else; keys and values still cover every token): about a fifth of a 4-layer model's compute;
 - query, key and value are one matrix product against the three weights concatenated (one GEMM of
   3x the width instead of three, and one weight-gradient GEMM in the backward pass);
-- the padding mask is built once per batch as a boolean ``(batch, 1, 1, length)`` tensor (None when the
-  batch has no padding, as length-sorted evaluation batches mostly do) instead of HF's per-call masks;
+- the padding mask is built once per batch as a boolean ``(batch, 1, 1, length)`` tensor (on CPU None when
+  the batch has no padding, as length-sorted evaluation batches mostly do) instead of HF's per-call masks;
 - attention is ``scaled_dot_product_attention`` (PyTorch's fused kernels) everywhere but CPU training,
   which takes the plain matmul-softmax path so that its dropout is :mod:`shared.dropout`'s cheap one.
 """
@@ -24,8 +24,9 @@ from shared.dropout import dropout as dropout_fn
 
 
 def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """``(batch, 1, 1, length)`` True where a key may be attended to; None when nothing is padding."""
-    if attention_mask is None or bool(attention_mask.all()):
+    """``(batch, 1, 1, length)`` True where a key may be attended to; None when nothing is padding
+    (checked on CPU only: on a GPU the check would wait for the device every batch)."""
+    if attention_mask is None or (attention_mask.device.type == "cpu" and bool(attention_mask.all())):
         return None
     return attention_mask[:, None, None, :].bool()
 
