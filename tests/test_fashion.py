@@ -175,3 +175,28 @@ def test_evaluations_inside_epochs_with_select_by_and_patience(fashion_dir, tmp_
     assert m["best_step"] == best["step"] and m["best_test_loss"] == best["test_loss"]
     if m["stopped_early"]:  # then the last two evaluations were no better than the best
         assert len(steps) - steps.index(best["step"]) - 1 == 2
+
+
+def test_cnn_channels_last_is_the_same_function_and_round_trips(fashion_dir, tmp_path):
+    """The CNN runs channels-last; the same weights in the default layout give the same outputs, and a
+    trained CNN's model directory (written contiguous) reproduces the run's accuracy."""
+    import copy
+
+    import torch
+
+    from fashion.model import build_model
+    torch.manual_seed(0)
+    model = build_model("cnn").eval()
+    assert model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    x = torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(model(x), plain.classifier(plain.features(x)), rtol=1e-5, atol=1e-5)
+
+    out = tmp_path / "cnn"
+    r = run_cli("fashion", "train", "--data-dir", str(fashion_dir), "--out", str(out), "--arch", "cnn",
+                "--epochs", "1", "--batch-size", "64", "--no-download", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    accuracy = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    r = run_cli("fashion", "eval", "--model-dir", str(out / "last"), "--data-dir", str(fashion_dir), "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert f"accuracy: {100 * accuracy:.2f}%" in r.stdout
