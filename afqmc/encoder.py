@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import BertModel
 from transformers.models.bert.modeling_bert import BertLayer
 
@@ -53,23 +54,30 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tenso
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=dropout)
 
 
+def _fused(hidden: torch.Tensor, projections: tuple[nn.Linear, ...], heads: int, head_size: int
+           ) -> tuple[torch.Tensor, ...]:
+    """The ``projections`` of ``hidden`` as one matrix product against their weights concatenated, each
+    returned as ``(batch, heads, length, head_size)``."""
+    weight = torch.cat([p.weight for p in projections])
+    bias = torch.cat([p.bias for p in projections])
+    batch, length, _ = hidden.shape
+    out = F.linear(hidden, weight, bias).view(batch, length, len(projections), heads, head_size)
+    return out.permute(2, 0, 3, 1, 4).unbind(0)
+
+
 def encoder_layer(layer: BertLayer, hidden: torch.Tensor, mask: torch.Tensor | None,
                   cls_only: bool = False) -> torch.Tensor:
     """``layer(hidden)``; with ``cls_only`` only position 0 of the output, shape ``(batch, 1, width)``."""
     attn = layer.attention.self
-    batch, length, width = hidden.shape
+    batch, _, width = hidden.shape
     heads, head_size = attn.num_attention_heads, attn.attention_head_size
-    weight = torch.cat((attn.query.weight, attn.key.weight, attn.value.weight))
-    bias = torch.cat((attn.query.bias, attn.key.bias, attn.value.bias))
-    if cls_only:  # query for [CLS] only; keys and values for every token
+    if cls_only:  # query for [CLS] only; keys and values for every token, as one GEMM
         queries = hidden[:, :1]
-        q = F.linear(queries, weight[:width], bias[:width]).view(batch, 1, heads, head_size).transpose(1, 2)
-        kv = F.linear(hidden, weight[width:], bias[width:]).view(batch, length, 2, heads, head_size)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        q = attn.query(queries).view(batch, 1, heads, head_size).transpose(1, 2)
+        k, v = _fused(hidden, (attn.key, attn.value), heads, head_size)
     else:
         queries = hidden
-        qkv = F.linear(hidden, weight, bias).view(batch, length, 3, heads, head_size)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = _fused(hidden, (attn.query, attn.key, attn.value), heads, head_size)
     dropout = attn.dropout.p if attn.training else 0.0
     context = _attend(q, k, v, mask, attn.scaling, dropout, attn.training)
     context = context.transpose(1, 2).reshape(batch, queries.shape[1], width)
