@@ -26,13 +26,15 @@ from common import REPO, need_reference, small_bert, timed
 TARGETS = {"train": 2.0, "eval": 2.0, "process": 1.5}
 
 
-def resolve_precision(asked: str) -> str:
+def resolve_precision(asked: str, device: str) -> str:
+    """``auto``: bf16 where ``afqmc train --precision auto`` would take it on ``device``, else fp32."""
     if asked != "auto":
         return asked
     import torch
 
-    fast_bf16 = torch.cuda.is_available() or torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
-    return "bf16" if fast_bf16 or torch.cpu._is_avx512_bf16_supported() else "fp32"
+    from shared.runtime import bf16_is_fast
+
+    return "bf16" if bf16_is_fast(torch.device(device)) else "fp32"
 
 
 def hf_script(script: Path, device: str, work: Path) -> Path:
@@ -95,7 +97,7 @@ def main() -> None:
         import accelerate  # noqa: F401  (the baseline's Trainer needs it)
     except ImportError:
         raise SystemExit("HF Trainer needs accelerate: pip install accelerate (benchmark only)") from None
-    precision = resolve_precision(args.precision)
+    precision = resolve_precision(args.precision, args.device)
     work = Path(tempfile.mkdtemp(prefix="hf-bench-"))
     script = hf_script(script, args.device, work)
     bert = small_bert(data / "train.json", work / "small-bert")
