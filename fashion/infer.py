@@ -33,11 +33,14 @@ def save_model_dir(path: Path, model: nn.Module, arch: str, dropout: float, norm
     """Write ``path/`` atomically: ``config.json`` + ``model.safetensors`` (+ manifest).
 
     ``data_dir`` (absolute) is where the model was trained: ``eval`` reads the test split there by default.
+    A CNN's block layout is recorded as ``pool_first`` (absent in directories written before it: False).
     """
+    config = {"format": MODEL_FORMAT, "arch": arch, "dropout": dropout, "normalize": normalize,
+              "mean": MEAN, "std": STD, "classes": list(CLASSES), "data_dir": data_dir}
+    if hasattr(model, "pool_first"):
+        config["pool_first"] = model.pool_first
     with atomic_dir(path) as tmp:
-        write_json(tmp / "config.json", {"format": MODEL_FORMAT, "arch": arch, "dropout": dropout,
-                                         "normalize": normalize, "mean": MEAN, "std": STD,
-                                         "classes": list(CLASSES), "data_dir": data_dir})
+        write_json(tmp / "config.json", config)
         save_weights(model.state_dict(), tmp / "model.safetensors")
 
 
@@ -56,7 +59,7 @@ def load_model(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Module,
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
         if meta.get("format") != MODEL_FORMAT:
             raise ValueError(f"format {meta.get('format')!r} is not {MODEL_FORMAT}")
-        model = build_model(meta["arch"], meta.get("dropout", 0.0))
+        model = build_model(meta["arch"], meta.get("dropout", 0.0), pool_first=bool(meta.get("pool_first", False)))
     except FileNotFoundError:
         raise CheckpointError(f"{cfg_file}: missing; {path} is not a fashion model directory") from None
     except (ValueError, KeyError, TypeError) as e:

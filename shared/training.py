@@ -203,7 +203,11 @@ def restore_or_start(found: tuple[Path, dict[str, Any]] | None, model: nn.Module
     if diffs:
         raise UserError(f"--resume {path.parent.parent}: settings differ from the checkpoint ({'; '.join(diffs)}); "
                         "resume with the same settings or start a new --out")
-    unwrap(model).load_state_dict(ckpt["model"])
+    try:
+        unwrap(model).load_state_dict(ckpt["model"])
+    except RuntimeError as e:  # e.g. a checkpoint from an older layout of the same architecture
+        raise CheckpointError(f"{path}: its weights do not fit the model being trained "
+                              f"({' '.join(str(e).split())[:300]}); start a new --out") from None
     optimizer.load_state_dict(ckpt["optimizer"])
     state = TrainState(**ckpt["state"])
     extended = any(saved.get(k) != config.get(k) for k in HORIZON if k in config)

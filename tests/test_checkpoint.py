@@ -146,3 +146,16 @@ def test_atomic_writes_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o640  # mkstemp alone gives 0600
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750  # mkdtemp alone gives 0700
+
+
+def test_resuming_weights_that_do_not_fit_the_model_is_a_named_error(tmp_path):
+    """A checkpoint whose weights belong to another layout (e.g. a CNN saved before pool-first) names
+    the file and the mismatch instead of raising torch's traceback."""
+    from shared.training import restore_or_start
+
+    old = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    new = nn.Sequential(nn.Linear(3, 4), nn.Identity(), nn.ReLU(), nn.Linear(4, 2))
+    optimizer = torch.optim.SGD(new.parameters(), 0.1)
+    ckpt = {"config": {}, "model": old.state_dict(), "optimizer": {}, "state": {}, "rng": {}}
+    with pytest.raises(CheckpointError, match=r"step-8\.pt: its weights do not fit .*2\.weight"):
+        restore_or_start((tmp_path / "step-8.pt", ckpt), new, optimizer, None, {})

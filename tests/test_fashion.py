@@ -200,3 +200,28 @@ def test_cnn_channels_last_is_the_same_function_and_round_trips(fashion_dir, tmp
     r = run_cli("fashion", "eval", "--model-dir", str(out / "last"), "--data-dir", str(fashion_dir), "--threads", "1")
     assert r.returncode == 0, r.stderr
     assert f"accuracy: {100 * accuracy:.2f}%" in r.stdout
+
+
+def test_cnn_model_dirs_written_before_pool_first_load_in_their_own_layout(tmp_path):
+    """A directory without ``pool_first`` in config.json (every CNN saved before the pool-first layout)
+    loads as conv-BN-ReLU-pool and gives the outputs of the model that wrote it; new ones record True."""
+    import torch
+
+    from fashion.infer import load_model, save_model_dir
+    from fashion.model import build_model
+    torch.manual_seed(0)
+    old = build_model("cnn", pool_first=False)
+    old.train()(torch.randn(64, 1, 28, 28))  # move the BN running statistics off their initial values
+    old.eval()
+    del old.pool_first  # the attribute did not exist then, so the config has no such key
+    save_model_dir(tmp_path / "old", old, "cnn", 0.2, True)
+    assert "pool_first" not in json.loads((tmp_path / "old" / "config.json").read_text())
+    loaded, _ = load_model(tmp_path / "old")
+    assert loaded.pool_first is False
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), old(x), rtol=0, atol=0)
+
+    save_model_dir(tmp_path / "new", build_model("cnn"), "cnn", 0.2, True)
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["pool_first"] is True
+    assert load_model(tmp_path / "new")[0].pool_first is True
+
