@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fashion import DEFAULT_DATA_DIR
-from shared.config import RunOptions, option, raise_problems, shared_option
+from shared.config import RunOptions, field_defaults, option, raise_problems, shared_option
 from shared.errors import UserError
 
 
@@ -22,12 +22,14 @@ class TrainConfig(RunOptions):
     download: bool = _f(True, "download the data set when it is not found in --data-dir")
     arch: Literal["mlp", "tutorial", "cnn"] = _f(
         "mlp", "mlp: tutorial layers, dropout on hidden layers; tutorial: the exact tutorial stack; cnn")
-    batch_size: int = _f(512, "examples per optimizer step")
+    batch_size: int | None = _f(None, "examples per optimizer step (default: 512; 256 for cnn)", no_default_help=True)
     lr: float = _f(4e-3, "peak learning rate (one-cycle) or the constant rate")
     schedule: Literal["onecycle", "constant"] = _f("onecycle", "learning-rate schedule (per step)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     dropout: float = _f(0.0, "dropout probability (mlp and cnn); label smoothing regularises the default")
     label_smoothing: float = _f(0.1, "cross-entropy label smoothing while training")
+    hflip: float | None = _f(None, "probability of mirroring each training image left-right, drawn per image "
+                                   "and epoch from --seed (default: 0.5 for cnn, 0 otherwise)", no_default_help=True)
     normalize: bool = _f(True, "standardise pixels with the training set's mean/std")
     shuffle: bool = _f(True, "reshuffle the training set every epoch (the tutorial does not)")
     loader: Literal["tensor", "iterable"] = _f(
@@ -35,11 +37,19 @@ class TrainConfig(RunOptions):
     num_workers: int = _f(0, "DataLoader worker processes for --loader iterable")
 
     def __post_init__(self) -> None:
+        # Architecture-dependent defaults are resolved once here, so that what is recorded is what was used.
+        cnn = self.arch == "cnn"
+        if self.batch_size is None:
+            object.__setattr__(self, "batch_size", 256 if cnn else 512)
+        if self.hflip is None:
+            object.__setattr__(self, "hflip", 0.5 if cnn else 0.0)
         problems = self.run_option_problems()
         if self.batch_size < 1:
             problems.append(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not self.lr > 0:
             problems.append(f"--lr must be positive (got {self.lr})")
+        if not 0 <= self.hflip <= 1:
+            problems.append(f"--hflip must be in [0, 1] (got {self.hflip})")
         for name in ("dropout", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1) (got {getattr(self, name)})")
@@ -51,6 +61,9 @@ class TrainConfig(RunOptions):
 # Settings that may change between a run and its --resume without changing the result.
 RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "max_steps", "patience",
                      "save_every_steps", "data_dir", "download")
+# What a checkpoint trained with when it predates a setting: the field's default, except where the
+# default is resolved per architecture (checkpoints from before --hflip trained without flips).
+PREDATING_DEFAULTS = {**field_defaults(TrainConfig), "hflip": 0.0}
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,22 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+def epoch_flips(n: int, seed: int, epoch: int, p: float) -> torch.Tensor | None:
+    """Which of the ``n`` training images are mirrored left-right in ``epoch``: each with probability ``p``,
+    drawn from (seed, epoch) only, so resume, DataLoader workers and every rank see the same flips.
+    None when ``p`` is 0 (no augmentation)."""
+    if p == 0:
+        return None
+    return torch.rand(n, generator=torch.Generator().manual_seed(2**40 + seed * 100_003 + epoch)) < p
+
+
+def mirror(images: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:
+    """``images`` (B, 1, 28, 28) with those marked in ``flips`` (B,) mirrored left-right."""
+    if flips is None:
+        return images
+    return torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
 def chunk(order: torch.Tensor | Sequence[int], batch_size: int) -> list[torch.Tensor]:
     """Consecutive batches of ``batch_size`` indices (the last one may be shorter)."""
     order = torch.as_tensor(order)
@@ -158,11 +174,13 @@ def chunk(order: torch.Tensor | Sequence[int], batch_size: int) -> list[torch.Te
 
 class TensorBatches:
     """One epoch of ``(x, y)`` batches sliced from in-memory tensors by lists of indices,
-    after dropping ``skip`` already-trained batches (resume)."""
+    after dropping ``skip`` already-trained batches (resume); images marked in ``flips`` (one flag
+    per row of ``x``, see :func:`epoch_flips`) come mirrored."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batches: Sequence[torch.Tensor | Sequence[int]],
-                 skip: int = 0):
+                 skip: int = 0, flips: torch.Tensor | None = None):
         self.x, self.y, self.batches, self.skip = x, y, batches, skip
+        self.flips = None if flips is None else flips.to(x.device)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -170,7 +188,8 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for idx in self.batches[self.skip:]:
             idx = torch.as_tensor(idx, device=self.x.device)
-            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+            flips = None if self.flips is None else self.flips.index_select(0, idx)
+            yield mirror(self.x.index_select(0, idx), flips), self.y.index_select(0, idx)
 
 
 class FashionIterable(IterableDataset):
@@ -183,8 +202,10 @@ class FashionIterable(IterableDataset):
     Use with ``DataLoader(batch_size=None)``.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True,
+                 hflip: float = 0.0):
         self.x, self.y, self.batch_size, self.seed, self.shuffle = x, y, batch_size, seed, shuffle
+        self.hflip = hflip
         self.start, self.end, self.epoch = 0, len(x), 0
         self.total = len(x)
 
@@ -198,13 +219,14 @@ class FashionIterable(IterableDataset):
         pieces = even_pieces(len(idx), batches_per_shard(self.total, current_shard()[1], self.batch_size))
         batches = [idx[p.start:p.stop] for p in pieces]
         distributed.record_plan(batches, self.epoch, tag=f"s{current_shard()[0]}")
+        flips = epoch_flips(len(self.x), self.seed, self.epoch, self.hflip)
         for b in batches:
             t = torch.tensor(b)
-            yield self.x.index_select(0, t), self.y.index_select(0, t)
+            yield mirror(self.x.index_select(0, t), None if flips is None else flips[t]), self.y.index_select(0, t)
 
     def narrowed_for_this_process(self) -> "FashionIterable":
         """A copy narrowed to this rank, for ``num_workers=0`` (no worker_init_fn runs then)."""
-        copy = FashionIterable(self.x, self.y, self.batch_size, self.seed, self.shuffle)
+        copy = FashionIterable(self.x, self.y, self.batch_size, self.seed, self.shuffle, self.hflip)
         copy.start, copy.end = shard_bounds(self.start, self.end, *current_shard())
         copy.epoch, copy.total = self.epoch, self.total
         return copy

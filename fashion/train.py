@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fashion import CLASSES
-from fashion.config import RESUME_MAY_DIFFER, TrainConfig
-from fashion.data import FashionIterable, TensorBatches, chunk, epoch_order, load_split, to_tensor
+from fashion.config import PREDATING_DEFAULTS, RESUME_MAY_DIFFER, TrainConfig
+from fashion.data import FashionIterable, TensorBatches, chunk, epoch_flips, epoch_order, load_split, to_tensor
 from fashion.infer import save_model_dir
 from fashion.model import build_model
 from shared import distributed
@@ -26,7 +26,6 @@ from shared.metrics import format_test_line
 from shared.rundir import RunDir, open_run_dir, setup_logging
 from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
 from shared.sharding import batches_per_rank, worker_init_fn
-from shared.config import field_defaults
 from shared.training import find_checkpoint, restore_or_start
 
 log = logging.getLogger("pairtrain")
@@ -62,7 +61,8 @@ def train_batches(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, epoch: int
     """This epoch's batches, positioned after ``skip`` already-trained batches (resume)."""
     if iterable is not None:
         return itertools.islice(_iterable_batches(cfg, iterable, epoch), skip, None)
-    return TensorBatches(x, y, _tensor_plan(cfg, len(x), epoch), skip)
+    flips = epoch_flips(len(x), cfg.seed, epoch, cfg.hflip)
+    return TensorBatches(x, y, _tensor_plan(cfg, len(x), epoch), skip, flips)
 
 
 def main(cfg: TrainConfig) -> dict[str, Any]:
@@ -101,13 +101,13 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25)
     config = dataclasses.asdict(cfg)
     state = restore_or_start(find_checkpoint(run, cfg.resume), model, optimizer, scheduler, config,
-                             RESUME_MAY_DIFFER, defaults=field_defaults(TrainConfig))
+                             RESUME_MAY_DIFFER, defaults=PREDATING_DEFAULTS)
     iterable = None
     if cfg.loader == "iterable":
         shards = distributed.world_size() * max(cfg.num_workers, 1)
         if distributed.world_size() > 1 and len(x) < shards:
             raise UserError(f"{len(x)} training images cannot feed {shards} processes x workers")
-        iterable = FashionIterable(x.cpu(), y.cpu(), cfg.batch_size, cfg.seed, cfg.shuffle)
+        iterable = FashionIterable(x.cpu(), y.cpu(), cfg.batch_size, cfg.seed, cfg.shuffle, cfg.hflip)
     mine = distributed.eval_range(len(test_x))  # each rank evaluates its slice; results are gathered
     test_batches = TensorBatches(test_x, test_y, chunk(torch.tensor(mine), 1000))
     train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

@@ -142,7 +142,7 @@ def test_eval_defaults_to_the_data_dir_the_model_was_trained_on(fashion_dir, tmp
     assert "Accuracy:" in r.stdout and f"the test split in {fashion_dir}" in r.stdout
 
 
-@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-1")])
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "-1"), ("--hflip", "1.5")])
 def test_bad_numbers_rejected(tmp_path, capsys, flag, value):
     assert main(["train", flag, value, "--out", str(tmp_path / "r")]) == 2
     assert flag in capsys.readouterr().err
@@ -225,3 +225,35 @@ def test_cnn_model_dirs_written_before_pool_first_load_in_their_own_layout(tmp_p
     assert json.loads((tmp_path / "new" / "config.json").read_text())["pool_first"] is True
     assert load_model(tmp_path / "new")[0].pool_first is True
 
+
+def test_hflip_mirrors_the_same_images_in_both_loaders_and_defaults_per_arch():
+    """Flips are a function of (seed, epoch, image): both loaders mirror the same images, so resume,
+    workers and ranks agree; the default is resolved once per architecture (and recorded)."""
+    import torch
+
+    from fashion.config import TrainConfig
+    from fashion.data import FashionIterable, TensorBatches, epoch_flips
+    assert (TrainConfig(arch="cnn").hflip, TrainConfig(arch="cnn").batch_size) == (0.5, 256)
+    assert (TrainConfig().hflip, TrainConfig().batch_size) == (0.0, 512)
+    assert TrainConfig(arch="cnn", hflip=0.0, batch_size=64).hflip == 0.0
+    a = epoch_flips(4000, 3, 1, 0.5)
+    assert torch.equal(a, epoch_flips(4000, 3, 1, 0.5)) and 0.45 < a.float().mean() < 0.55
+    assert not torch.equal(a, epoch_flips(4000, 3, 2, 0.5)) and not torch.equal(a, epoch_flips(4000, 4, 1, 0.5))
+    assert epoch_flips(4000, 3, 1, 0.0) is None and epoch_flips(4000, 3, 1, 1.0).all()
+
+    x, y = torch.randn(10, 1, 28, 28), torch.arange(10)
+    flips = epoch_flips(10, 0, 0, 0.5)
+    assert flips.any() and not flips.all()
+
+    def check(batches):
+        seen = []
+        for xb, yb in batches:
+            for image, i in zip(xb, yb.tolist()):
+                assert torch.equal(image, x[i].flip(-1) if flips[i] else x[i])
+                seen.append(i)
+        assert sorted(seen) == list(range(10))
+
+    check(TensorBatches(x, y, [[3, 1, 4], [0, 9, 2, 6], [5, 8, 7]], flips=flips))
+    iterable = FashionIterable(x, y, batch_size=4, seed=0, hflip=0.5)
+    iterable.set_epoch(0)
+    check(iterable)

@@ -73,7 +73,7 @@ def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, tria
 
 def test_fashion_sigkill_and_resume_is_bit_identical(fashion_dir, tmp_path):
     args = ["fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "3", "--batch-size", "32",
-            "--save-every-steps", "2", "--no-download", "--log-interval", "0", "--quiet"]
+            "--save-every-steps", "2", "--no-download", "--log-interval", "0", "--quiet", "--hflip", "0.5"]
     _kill_resume_compare(args, tmp_path, total_steps=30, trials=3, seed=20261126)
 
 
