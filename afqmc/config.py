@@ -103,10 +103,6 @@ class TrainConfig(RunOptions):
         """``--labels`` as a tuple; None: collect them from the training data."""
         return tuple(x.strip() for x in self.labels.split(",") if x.strip()) or None
 
-    @property
-    def learning_rate(self) -> float:
-        return float(self.lr)
-
     def pair_file(self, spec: str) -> PairFile:
         return PairFile(spec, text_column_pair(self.text_columns), self.label_column)
 

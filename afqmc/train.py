@@ -139,14 +139,14 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    optimizer = optimizer_for(model, cfg.learning_rate, cfg.weight_decay, device)
+    optimizer = optimizer_for(model, cfg.lr, cfg.weight_decay, device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     config = dataclasses.asdict(cfg)
     state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER,
                              defaults=field_defaults(TrainConfig))
     autocast = autocast_dtype(device, cfg.precision)
     if cfg.mlm_epochs and state.global_step == 0:  # a resumed run already has the warmed-up encoder
-        mlm_warmup(net, tokenizer, data.x, cfg.mlm_epochs, cfg.batch_size, cfg.learning_rate, cfg.seed, device,
+        mlm_warmup(net, tokenizer, data.x, cfg.mlm_epochs, cfg.batch_size, cfg.lr, cfg.seed, device,
                    autocast, progress=not cfg.quiet)
     mine = distributed.eval_range(len(dev_x))  # each rank evaluates its slice; results are gathered
     dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size, mine), pad)
@@ -154,7 +154,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     if cfg.tune_threshold and len(data.labels) != 2:
         raise UserError(f"--tune-threshold needs two labels; the data has {len(data.labels)}")
     log.info(f"{data.total} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
-             f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.learning_rate:g}, "
+             f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.lr:g}, "
              f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
 
     def evaluate_dev(stop: Any) -> dict[str, Any]:
