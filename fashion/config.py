@@ -16,20 +16,20 @@ _f = option
 @dataclass(frozen=True)
 class TrainConfig(RunOptions):
     out: str = shared_option("out", "runs/fashion")
-    epochs: int = shared_option("epochs", 8)
+    epochs: int | None = shared_option("epochs", None, default_help="6; 8 for cnn")
     data_dir: str = _f(DEFAULT_DATA_DIR, "folder with the IDX files (raw or .gz); only the default is created "
                                          "for a download")
     download: bool = _f(True, "download the data set when it is not found in --data-dir")
     arch: Literal["mlp", "tutorial", "cnn"] = _f(
         "mlp", "mlp: tutorial layers, dropout on hidden layers; tutorial: the exact tutorial stack; cnn")
-    batch_size: int | None = _f(None, "examples per optimizer step (default: 512; 256 for cnn)", no_default_help=True)
+    batch_size: int = _f(256, "examples per optimizer step")
     lr: float = _f(4e-3, "peak learning rate (one-cycle) or the constant rate")
     schedule: Literal["onecycle", "constant"] = _f("onecycle", "learning-rate schedule (per step)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     dropout: float = _f(0.0, "dropout probability (mlp and cnn); label smoothing regularises the default")
     label_smoothing: float = _f(0.1, "cross-entropy label smoothing while training")
     hflip: float | None = _f(None, "probability of mirroring each training image left-right, drawn per image "
-                                   "and epoch from --seed (default: 0.5 for cnn, 0 otherwise)", no_default_help=True)
+                                   "and epoch from --seed", default_help="0.5 for cnn, 0 otherwise")
     normalize: bool = _f(True, "standardise pixels with the training set's mean/std")
     shuffle: bool = _f(True, "reshuffle the training set every epoch (the tutorial does not)")
     loader: Literal["tensor", "iterable"] = _f(
@@ -39,8 +39,8 @@ class TrainConfig(RunOptions):
     def __post_init__(self) -> None:
         # Architecture-dependent defaults are resolved once here, so that what is recorded is what was used.
         cnn = self.arch == "cnn"
-        if self.batch_size is None:
-            object.__setattr__(self, "batch_size", 256 if cnn else 512)
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", 8 if cnn else 6)
         if self.hflip is None:
             object.__setattr__(self, "hflip", 0.5 if cnn else 0.0)
         problems = self.run_option_problems()

@@ -54,7 +54,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, exclude: tupl
             parser.add_argument(_flag(f.name), help=f"{help_text} (required)", **kwargs)
             continue
         shown = " (default: %(default)s)"
-        if f.metadata.get("no_default_help"):
+        if "default_help" in f.metadata:  # a default resolved later (e.g. per architecture), said in words
+            shown = f" (default: {f.metadata['default_help']})"
+        elif f.metadata.get("no_default_help"):
             shown = ""
         elif default is None:
             shown = " (optional)"

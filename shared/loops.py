@@ -103,6 +103,30 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         on_step(state)
 
 
+def _forward_backward(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], inputs: Any,
+                      targets: torch.Tensor, group: int, device: torch.device, autocast_dtype: torch.dtype | None
+                      ) -> tuple[torch.Tensor, int]:
+    """One batch's loss (returned unscaled, with the batch's size) and its gradients, accumulated with
+    the loss scaled by 1/``group`` so that ``group`` equal batches equal one ``group``-times-larger batch."""
+    inputs, targets = to_device(inputs, device), to_device(targets, device)
+    with _autocast(device, autocast_dtype):
+        loss = loss_fn(forward(model, inputs), targets)
+    (loss / group).backward()
+    return loss, _batch_size(targets)
+
+
+def _log_point(state: TrainState, loss: float, lr: float, elapsed: float, seen: int, seen_before: int,
+               dataset_size: int | None, bar: tqdm) -> None:
+    """A log point: the tutorial's ``loss: 0.935758  [ 6400/60000]`` line, the bar's postfix and a row
+    (step, epoch, lr, train_loss, seconds) in ``state.log_rows``."""
+    done = seen_before + seen  # examples of this epoch so far (a short last batch counts as itself)
+    size = dataset_size if dataset_size is not None else done
+    log.info(f"loss: {loss:>7f}  [{min(done, size):>5d}/{size:>5d}]")
+    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", per_s=f"{seen / elapsed:.0f}", refresh=False)
+    state.log_rows.append({"step": state.global_step, "epoch": state.epoch + 1, "lr": lr, "train_loss": loss,
+                           "seconds": state.train_seconds + elapsed})
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[Any, torch.Tensor]],
@@ -128,8 +152,7 @@ def train_one_epoch(
     Every ``accum_steps`` batches make one optimizer step (loss scaled so that k equal batches
     equal one k-times-larger batch). ``on_step(state)`` runs after each optimizer step, e.g. to
     save a checkpoint; training stops once ``state.global_step`` reaches ``max_steps``.
-    Every ``log_interval`` batches it prints the tutorial's ``loss: 0.935758  [ 6400/60000]`` and
-    appends a row (step, epoch, lr, train_loss, seconds) to ``state.log_rows``.
+    Every ``log_interval`` batches is a log point (:func:`_log_point`).
     ``stop()`` is asked after every optimizer step; when it answers truthy the epoch ends there
     (``"stopped": True`` in the result) with the state at that completed step.
     """
@@ -146,25 +169,16 @@ def train_one_epoch(
     for inputs, targets in batches:
         if max_steps is not None and state.global_step >= max_steps:
             break
-        inputs, targets = to_device(inputs, device), to_device(targets, device)
         group = accum_steps
         if num_batches is not None:  # a short final group is averaged over its own size
             group = min(accum_steps, num_batches - (batch_idx - pending))
-        with _autocast(device, autocast_dtype):
-            loss = loss_fn(forward(model, inputs), targets)
-        (loss / group).backward()
-        n = _batch_size(targets)
+        loss, n = _forward_backward(model, loss_fn, inputs, targets, group, device, autocast_dtype)
         loss_sum += loss.detach().float() * n
         seen, batch_idx, pending = seen + n, batch_idx + 1, pending + 1
         bar.update(1)
         if log_interval and batch_idx % log_interval == 0:
-            value, lr, elapsed = loss.item(), optimizer.param_groups[0]["lr"], time.perf_counter() - started
-            done = seen_before + seen  # examples of this epoch so far (a short last batch counts as itself)
-            size = dataset_size if dataset_size is not None else done
-            log.info(f"loss: {value:>7f}  [{min(done, size):>5d}/{size:>5d}]")
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", per_s=f"{seen / elapsed:.0f}", refresh=False)
-            state.log_rows.append({"step": state.global_step, "epoch": state.epoch + 1, "lr": lr,
-                                   "train_loss": value, "seconds": state.train_seconds + elapsed})
+            _log_point(state, loss.item(), optimizer.param_groups[0]["lr"], time.perf_counter() - started, seen,
+                       seen_before, dataset_size, bar)
         if pending == group:
             _optimizer_step(model, optimizer, scheduler, max_grad_norm, state, on_step, loss_sum, seen_before + seen)
             pending = 0

@@ -233,8 +233,9 @@ def test_hflip_mirrors_the_same_images_in_both_loaders_and_defaults_per_arch():
 
     from fashion.config import TrainConfig
     from fashion.data import FashionIterable, TensorBatches, epoch_flips
-    assert (TrainConfig(arch="cnn").hflip, TrainConfig(arch="cnn").batch_size) == (0.5, 256)
-    assert (TrainConfig().hflip, TrainConfig().batch_size) == (0.0, 512)
+    assert (TrainConfig(arch="cnn").hflip, TrainConfig(arch="cnn").epochs) == (0.5, 8)
+    assert (TrainConfig().hflip, TrainConfig().epochs, TrainConfig(arch="tutorial").epochs) == (0.0, 6, 6)
+    assert TrainConfig(epochs=2).epochs == 2
     assert TrainConfig(arch="cnn", hflip=0.0, batch_size=64).hflip == 0.0
     a = epoch_flips(4000, 3, 1, 0.5)
     assert torch.equal(a, epoch_flips(4000, 3, 1, 0.5)) and 0.45 < a.float().mean() < 0.55
