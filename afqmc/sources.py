@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from afqmc.data import Pair
 from afqmc.tables import BadLine, MissingLabel, Table, open_table
@@ -197,10 +197,14 @@ def read_labelled(source: PairFile | str, labels: Sequence[str] | None, need_lab
     records = list(iter_records(source, need_label, skip_bad, known=labels))
     if labels is None:
         labels = collected_labels({r[3] for r in records if r[3] is not None}, source)
+    return list(as_pairs(records, labels)), list(labels)
+
+
+def as_pairs(records: Iterable[tuple[str, str, str, str | None, Any]], labels: Sequence[str]) -> Iterator[Pair]:
+    """:func:`iter_records`' records as Pairs numbered in file order, labels as indices into ``labels``."""
     index = {lab: i for i, lab in enumerate(labels)}
-    pairs = [Pair(i, ident, a, b, index[lab] if lab is not None else None, where)
-             for i, (where, a, b, lab, ident) in enumerate(records)]
-    return pairs, list(labels)
+    for i, (where, a, b, label, ident) in enumerate(records):
+        yield Pair(i, ident, a, b, index[label] if label is not None else None, where)
 
 
 def collected_labels(seen: set[str], source: Any) -> list[str]:

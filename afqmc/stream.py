@@ -9,32 +9,29 @@ stay in step, and every record is used exactly once per epoch.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import IterableDataset
 
 from afqmc.data import Pair, collate, encode_texts
-from afqmc.sources import PairFile, collected_labels, iter_records
+from afqmc.sources import PairFile, as_pairs, collected_labels, iter_records
 from shared import distributed
 from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
 
 
 def iter_pairs(source: PairFile, labels: Sequence[str], skip_bad: bool, report: bool = True) -> Iterator[Pair]:
     """Valid labelled records in file order, numbered among themselves (bad lines raise or are skipped)."""
-    index = {lab: i for i, lab in enumerate(labels)}
-    for i, (where, a, b, label, ident) in enumerate(iter_records(source, True, skip_bad, known=labels, report=report)):
-        yield Pair(i, ident, a, b, index[label], where)
+    return as_pairs(iter_records(source, True, skip_bad, known=labels, report=report), labels)
 
 
-def scan_records(source: PairFile, labels: Sequence[str] | None, skip_bad: bool) -> tuple[int, list[str]]:
-    """One validating pass over the file (so errors surface before training starts): the number of
-    records and the label list (``labels``, or collected from the file when None)."""
-    n, seen = 0, set()
-    for _, _, _, label, _ in iter_records(source, True, skip_bad, known=labels):
-        n += 1
-        seen.add(label)
-    return n, list(labels) if labels is not None else collected_labels(seen, source)
+def scan_records(source: PairFile, labels: Sequence[str] | None, skip_bad: bool) -> tuple[list[str], list[int]]:
+    """One validating pass over the file (so errors surface before training starts): the label list
+    (``labels``, or collected from the file when None) and the number of records with each label."""
+    seen = Counter(label for _, _, _, label, _ in iter_records(source, True, skip_bad, known=labels))
+    labels = list(labels) if labels is not None else collected_labels(set(seen), source)
+    return labels, [seen[label] for label in labels]
 
 
 class StreamingPairBatches(IterableDataset):

@@ -58,11 +58,14 @@ def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]
              f"{distributed.summary(cfg.batch_size, cfg.accum_steps)}")
     train_src = cfg.pair_file(cfg.train_file)
     if cfg.streaming:  # validate and count now; the records are read again batch by batch
-        total, labels = scan_records(train_src, cfg.label_list, cfg.skip_bad_lines)
+        labels, counts = scan_records(train_src, cfg.label_list, cfg.skip_bad_lines)
         train_pairs, records = None, iter_pairs(train_src, labels, cfg.skip_bad_lines, report=False)
     else:
         train_pairs, labels = read_labelled(train_src, cfg.label_list, skip_bad=cfg.skip_bad_lines)
-        records, total = train_pairs, len(train_pairs)
+        records, counts = train_pairs, [0] * len(labels)
+        for p in train_pairs:
+            counts[p.label] += 1
+    total = sum(counts)
     dev_pairs = read_pairs(cfg.pair_file(cfg.dev_file), labels, skip_bad=cfg.skip_bad_lines)
     log.info(f"data: {total} training pairs ({cfg.train_file}{', streamed' if cfg.streaming else ''}), "
              f"{len(dev_pairs)} dev pairs; labels {', '.join(labels)}"
@@ -76,7 +79,7 @@ def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]
     texts = (s for p in records for s in (p.sentence1, p.sentence2))
     tokenizer, model = from_source(cfg.model, labels, texts, cfg.scratch_size, cfg.vocab_size,
                                    cfg.max_length, cfg.match_types, extra.get("tokenizer"))
-    data = TrainData(cfg, train_src, labels, tokenizer, train_pairs, total, uses_match_types(model.config))
+    data = TrainData(cfg, train_src, labels, counts, tokenizer, train_pairs, uses_match_types(model.config))
     return fit(cfg, run, device, tokenizer, model, data, dev_pairs, found)
 
 
@@ -84,9 +87,10 @@ class TrainData:
     """The training set: pre-tokenised in memory with length-grouped batches, or streamed from the
     file (``--streaming``) through DataLoader workers."""
 
-    def __init__(self, cfg: TrainConfig, source: PairFile, labels: list[str], tokenizer: Any, pairs: list | None,
-                 total: int, match_types: bool):
-        self.cfg, self.source, self.labels, self.total, self.pad = cfg, source, labels, total, tokenizer.pad_token_id
+    def __init__(self, cfg: TrainConfig, source: PairFile, labels: list[str], label_counts: list[int], tokenizer: Any,
+                 pairs: list | None, match_types: bool):
+        self.cfg, self.source, self.labels, self.pad = cfg, source, labels, tokenizer.pad_token_id
+        self.label_counts, self.total = label_counts, sum(label_counts)  # training examples per label, in all
         if pairs is not None:
             self.x, self.y = encode(tokenizer, pairs, cfg.max_length, match_types), [p.label for p in pairs]
             self.lengths = [len(f["input_ids"]) for f in self.x]
@@ -94,19 +98,10 @@ class TrainData:
         else:
             if cfg.num_workers:  # each worker tokenises on its own; the tokenizer's thread pool would fight them
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            self.stream = StreamingPairBatches(source, labels, total, tokenizer, cfg.max_length,
+            self.stream = StreamingPairBatches(source, labels, self.total, tokenizer, cfg.max_length,
                                                cfg.batch_size, cfg.seed, cfg.shuffle_buffer, cfg.skip_bad_lines,
                                                match_types)
-            self.batches_per_epoch = batches_per_rank(total, cfg.batch_size, cfg.num_workers)
-
-    def label_counts(self) -> list[int]:
-        """Training examples per label (one more pass over the file when streaming)."""
-        labels = self.y if not self.cfg.streaming else (
-            p.label for p in iter_pairs(self.source, self.labels, self.cfg.skip_bad_lines, report=False))
-        counts = [0] * len(self.labels)
-        for label in labels:
-            counts[label] += 1
-        return counts
+            self.batches_per_epoch = batches_per_rank(self.total, cfg.batch_size, cfg.num_workers)
 
     def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
         """This rank's batches of ``epoch`` after the first ``skip`` (resume)."""
@@ -192,8 +187,7 @@ def flops_per_pair(net: nn.Module, data: TrainData, dev_x: list, device: torch.d
 
 def training_loss(cfg: TrainConfig, data: TrainData, device: torch.device) -> nn.Module:
     """Cross-entropy, weighted by ``--class-weights`` (the dev loss stays unweighted, comparable across runs)."""
-    counts = data.label_counts() if cfg.class_weights == "balanced" else [0] * len(data.labels)
-    weights = class_weights(cfg.class_weights, counts, data.labels)
+    weights = class_weights(cfg.class_weights, data.label_counts, data.labels)
     if weights is None:
         return nn.CrossEntropyLoss()
     shown = ", ".join(f"{lab} {w:.4g}" for lab, w in zip(data.labels, weights))

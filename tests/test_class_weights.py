@@ -42,5 +42,9 @@ def test_cli_class_weights(tmp_path):
     r = run_cli(*args, "--class-weights", "balanced", "--out", str(tmp_path / "b"))
     assert r.returncode == 0, r.stderr
     assert "class weights in the training loss: 0 0.6667, 1 2 (balanced)" in r.stdout
+    # Streamed, the counts come from the validating pass over the file: the same weights.
+    r = run_cli(*args, "--class-weights", "balanced", "--streaming", "--out", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    assert "class weights in the training loss: 0 0.6667, 1 2 (balanced)" in r.stdout
     r = run_cli(*args, "--class-weights", "1,2,3", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "--class-weights 1,2,3: 3 weights for 2 labels (0, 1)" in r.stderr
