@@ -16,7 +16,7 @@ from afqmc.data import Pair, PairBatches, length_sorted_batches
 from afqmc.config import EvalConfig, InferConfig, PredictConfig
 from afqmc.sources import read_pairs
 from afqmc.scorer import PairScorer
-from shared.checkpoint import write_bytes
+from shared.atomic import write_bytes
 from shared.errors import UserError
 from shared.loops import evaluate
 from shared.metrics import report_text, single_class_warning

@@ -18,7 +18,7 @@ from afqmc.tokenizer import train_char_tokenizer
 from afqmc.tokenizer import wrap as wrap_tokenizer
 from shared import distributed
 from tokenizers import Tokenizer
-from shared.checkpoint import atomic_dir, verify_dir
+from shared.atomic import atomic_dir, verify_dir
 from shared.errors import CheckpointError, UserError
 
 log = logging.getLogger("pairtrain")

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from fashion import DEFAULT_DATA_DIR
-from shared.checkpoint import write_bytes
+from shared.atomic import write_bytes
 from shared.errors import UserError
 from shared import distributed
 from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds

@@ -16,8 +16,8 @@ from fashion.config import EvalConfig
 from fashion.data import MEAN, STD, TensorBatches, chunk, load_split, to_tensor
 from fashion.model import build_model
 from fashion.plots import prediction_grid
-from shared.checkpoint import (atomic_dir, load_weights, load_whole_model, save_weights, save_whole_model,
-                               verify_dir, write_json)
+from shared.atomic import atomic_dir, verify_dir, write_json
+from shared.checkpoint import load_weights, load_whole_model, save_weights, save_whole_model
 from shared.errors import CheckpointError, UserError
 from shared.loops import evaluate, predict_proba
 from shared.metrics import format_test_line, report_text, single_class_warning

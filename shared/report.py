@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from shared.checkpoint import write_bytes
+from shared.atomic import write_bytes
 from shared.loops import TrainState
 from shared.selection import best_record
 

@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from shared.checkpoint import latest_checkpoint, remove_partial_writes, save_training_checkpoint, write_json
+from shared.atomic import write_json
+from shared.checkpoint import latest_checkpoint, remove_partial_writes, save_training_checkpoint
 from shared.distributed import is_main
 from shared.errors import CheckpointError, UserError
 from shared.loops import TrainState

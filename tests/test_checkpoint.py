@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from shared.checkpoint import (atomic_write, latest_checkpoint, load_training_checkpoint, load_weights,
-                               load_whole_model, save_training_checkpoint, save_weights, save_whole_model,
-                               verify_dir, atomic_dir)
+from shared.atomic import atomic_dir, atomic_write, verify_dir
+from shared.checkpoint import (latest_checkpoint, load_training_checkpoint, load_weights, load_whole_model,
+                               save_training_checkpoint, save_weights, save_whole_model)
 from shared.errors import CheckpointError
 
 
@@ -137,7 +137,7 @@ def test_training_checkpoints_fall_back_to_previous_complete(tmp_path):
 def test_atomic_writes_follow_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
-        from shared.checkpoint import write_bytes
+        from shared.atomic import write_bytes
 
         write_bytes(tmp_path / "f.json", b"{}")
         with atomic_dir(tmp_path / "d") as tmp:
