@@ -113,7 +113,25 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
         except json.JSONDecodeError as e:
             yield where, BadLine(f"invalid JSON ({e.msg} at column {e.colno})")
             continue
-        yield where, obj if isinstance(obj, dict) else BadLine(f"expected a JSON object, found {type(obj).__name__}")
+        if not isinstance(obj, dict):
+            yield where, BadLine(f"expected a JSON object, found {type(obj).__name__}")
+        elif "\\u" in text and (bad := _lone_surrogate(obj)):
+            yield where, BadLine(f"field {bad[0]!r} contains {bad[1]}, half of a UTF-16 surrogate pair, which is "
+                                 "not a character")
+        else:
+            yield where, obj
+
+
+def _lone_surrogate(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, escape) of the first lone surrogate in a JSON object's strings: JSON's ``\\ud800`` escapes
+    can spell one, but no UTF-8 text can hold it (the tokenizer and every writer would fail on it)."""
+    for key, value in obj.items():
+        for text in (key, value) if isinstance(value, str) else (key,):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return key.encode("utf-8", "backslashreplace").decode(), f"\\u{ord(text[e.start]):04x}"
+    return None
 
 
 def _jsonl_table(spec: str) -> Table:
@@ -183,6 +201,9 @@ def _delimited_table(spec: str, kind: str, names_in_use: list[str]) -> Table:
     if isinstance(fields, BadLine):
         raise UserError(f"{path}:{number}: {fields}")
     header = [f.strip() for f in fields] if _is_header(fields, names_in_use) else None
+    if header and (twice := [name for i, name in enumerate(header) if name in header[:i]]):
+        raise UserError(f"{path}:{number}: the header names column {twice[0]!r} more than once; "
+                        "rename one (which of the two fields is meant would be a guess)")
     columns = header if header is not None else [f"#{i}" for i in range(1, len(fields) + 1)]
     sep = "tab-separated" if kind == "tsv" else "comma-separated"
 

@@ -68,6 +68,7 @@ def _afqmc_train(d, **kw):
     (b'{"sentence1": ["a"], "sentence2": "b", "label": "0"}\n', ":1: field 'sentence1' must be a string"),
     (b'{"sentence1": "a", "sentence2": "b", "label": "yes"}\n', "has 1 distinct label(s) (yes)"),
     (b'{"sentence1": "\xc3\x28", "sentence2": "b", "label": "0"}\n', ":1: invalid UTF-8"),
+    (b'{"sentence1": "\\udc80", "sentence2": "b", "label": "0"}\n', ":1: field 'sentence1' contains \\udc80"),
 ])
 def test_afqmc_bad_train_file(afqmc_run, tmp_path, capsys, content, needle):
     bad = tmp_path / "bad.json"

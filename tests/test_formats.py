@@ -90,6 +90,10 @@ def test_headerless_file_with_other_field_counts_is_mapped_by_number(tmp_path):
     ("f.csv", 'sentence1,sentence2,label\na,b,0\n"c,d,1\n', "f.csv:3: bad CSV quoting"),
     ("f.csv", 'sentence1,sentence2,label\na,b,0\nc,d\n', "f.csv:3: expected 3 comma-separated fields"),
     ("f.dat", "a\tb\t0\n", "f.dat: unknown file type '.dat'"),
+    ("f.csv", "sentence1,sentence2,label,label\na,b,0,1\n", "f.csv:1: the header names column 'label' more than once"),
+    ("f.jsonl", '{"sentence1": "\\ud83d\\ude00", "sentence2": "b", "label": "0"}\n'
+                '{"sentence1": "a\\ud800", "sentence2": "b", "label": "0"}\n',
+     "f.jsonl:2: field 'sentence1' contains \\ud800, half of a UTF-16 surrogate pair"),
 ])
 def test_bad_text_tables_name_file_and_line(tmp_path, name, content, needle):
     path = tmp_path / name
