@@ -22,6 +22,7 @@ from torch import nn
 from afqmc.data import Pair, PairBatches, encode, length_sorted_batches
 from afqmc.model import inference_model, uses_match_types
 from afqmc.modeldir import load_model_dir
+from afqmc.tables import lone_surrogate
 from shared.errors import UserError
 from shared.loops import predict_proba
 from shared.runtime import autocast_dtype, select_device
@@ -97,4 +98,6 @@ class PairScorer:
 def _pair(index: int, pair: tuple[str, str]) -> Pair:
     if len(pair) != 2 or not all(isinstance(s, str) and s.strip() for s in pair):
         raise UserError(f"pair {index}: expected two non-empty strings, got {pair!r}")
+    if bad := next(filter(None, map(lone_surrogate, pair)), None):
+        raise UserError(f"pair {index}: contains {bad}, half of a UTF-16 surrogate pair, which is not a character")
     return Pair(index, None, pair[0], pair[1], None)

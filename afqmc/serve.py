@@ -25,6 +25,7 @@ from typing import Any
 from afqmc.config import ServeConfig
 from afqmc.data import Pair
 from afqmc.scorer import PairScorer
+from afqmc.tables import lone_surrogate
 from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")
@@ -133,6 +134,9 @@ def parse_pairs(body: bytes, max_pairs: int) -> list[tuple[str, str]]:
                 raise BadRequest(f"pairs[{i}][{k}]: expected a string, found {type(text).__name__}")
             if not text.strip():
                 raise BadRequest(f"pairs[{i}][{k}]: empty sentence")
+            if bad := lone_surrogate(text):
+                raise BadRequest(f"pairs[{i}][{k}]: contains {bad}, half of a UTF-16 surrogate pair, "
+                                 "which is not a character")
         out.append((pair[0], pair[1]))
     return out
 

@@ -123,14 +123,21 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
 
 
 def _lone_surrogate(obj: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, escape) of the first lone surrogate in a JSON object's strings: JSON's ``\\ud800`` escapes
-    can spell one, but no UTF-8 text can hold it (the tokenizer and every writer would fail on it)."""
+    """(field, escape) of the first lone surrogate among a JSON object's keys and string values."""
     for key, value in obj.items():
         for text in (key, value) if isinstance(value, str) else (key,):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as e:
-                return key.encode("utf-8", "backslashreplace").decode(), f"\\u{ord(text[e.start]):04x}"
+            if escape := lone_surrogate(text):
+                return key.encode("utf-8", "backslashreplace").decode(), escape
+    return None
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The escape (``\\ud800``) of the first lone UTF-16 surrogate in ``text``, else None. JSON's escapes
+    can spell one, but no UTF-8 text can hold it: the tokenizer and every writer would fail on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"\\u{ord(text[e.start]):04x}"
     return None
 
 

@@ -69,6 +69,8 @@ def test_scorer_gives_exactly_what_predict_gives(scratch_run, tmp_path):
     assert f"label: {first['label']} " in r.stdout and abs(float(shown) - first["probability"]) < 1e-4
     with pytest.raises(Exception, match="two non-empty strings"):
         scorer.predict([("only one",)])
+    with pytest.raises(Exception, match=r"pair 1: contains \\udfff, half of a UTF-16 surrogate pair"):
+        scorer.predict([("a", "b"), ("a\udfff", "b")])
 
 
 def test_readme_python_section_works_as_written_on_a_scratch_model(scratch_run, tmp_path):

@@ -92,7 +92,8 @@ def test_health_predictions_bad_requests_and_concurrent_clients(model_dir, tmp_p
                ({"pairs": [["a", " "]]}, None, 400, "pairs[0][1]: empty sentence"),
                ({"pairs": [["a", "b"]] * 9}, None, 400, "too many pairs: 9 (at most 8"),
                (None, b'{"pairs": [["' + b"a" * 5000 + b'", "b"]]}', 413, "request body too large"),
-               (None, b"\xff\xfe", 400, "invalid JSON")]
+               (None, b"\xff\xfe", 400, "invalid JSON"),
+               (None, b'{"pairs": [["a", "b\\ud800"]]}', 400, "pairs[0][1]: contains \\ud800")]
         for body, raw, code, needle in bad:
             status, answer = server.request("/predict", body, raw=raw)
             assert status == code and needle in answer["error"], (body, raw, status, answer)
