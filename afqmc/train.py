@@ -65,6 +65,9 @@ def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]
         records, counts = train_pairs, [0] * len(labels)
         for p in train_pairs:
             counts[p.label] += 1
+    if unseen := [label for label, count in zip(labels, counts) if count == 0]:  # only with --labels
+        log.warning(f"{cfg.train_file}: no training pair has label {', '.join(unseen)} (named in --labels); "
+                    "the model cannot learn to predict it")
     total = sum(counts)
     dev_pairs = read_pairs(cfg.pair_file(cfg.dev_file), labels, skip_bad=cfg.skip_bad_lines)
     log.info(f"data: {total} training pairs ({cfg.train_file}{', streamed' if cfg.streaming else ''}), "

@@ -48,3 +48,7 @@ def test_cli_class_weights(tmp_path):
     assert "class weights in the training loss: 0 0.6667, 1 2 (balanced)" in r.stdout
     r = run_cli(*args, "--class-weights", "1,2,3", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "--class-weights 1,2,3: 3 weights for 2 labels (0, 1)" in r.stderr
+    # A label named in --labels that no training pair has trains, with a warning that says so.
+    r = run_cli(*args, "--labels", "0,1,2", "--class-weights", "1,2,3", "--out", str(tmp_path / "u"))
+    assert r.returncode == 0, r.stderr
+    assert "train.json: no training pair has label 2 (named in --labels)" in r.stdout + r.stderr
