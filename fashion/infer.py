@@ -102,34 +102,59 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def _load_image(path: Path, invert: bool) -> np.ndarray:
-    """A file as a (28, 28) float array in [0, 1]."""
+    """A file as a (28, 28) float array in [0, 1]: a .npy of exactly that shape, or an image (see
+    :func:`_image_as_item`)."""
     if not path.is_file():
         raise UserError(f"{path}: not found" if not path.exists() else f"{path}: not a file")
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise UserError(f"{path}: not a valid .npy array ({e})") from None
-        arr = np.squeeze(arr)
-        if arr.shape != (28, 28):
-            raise UserError(f"{path}: array shape {arr.shape}, expected 28x28 (one grayscale image)")
-        arr = arr.astype(np.float32)
-        if arr.max(initial=0) > 1.0:  # uint8-style 0-255 values
-            arr = arr / 255.0
-    else:
-        try:
-            from PIL import Image, UnidentifiedImageError
-        except ImportError:
-            raise UserError(f"{path}: reading images needs Pillow: pip install 'pairtrain[images]' "
-                            "(or pass .npy arrays)") from None
-        try:
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("L").resize((28, 28)), dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as e:
-            raise UserError(f"{path}: cannot read image ({e})") from None
+    if path.suffix.lower() != ".npy":
+        return _image_as_item(path, invert)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a valid .npy array ({e})") from None
+    arr = np.squeeze(arr)
+    if arr.shape != (28, 28):
+        raise UserError(f"{path}: array shape {arr.shape}, expected 28x28 (one grayscale image)")
+    arr = arr.astype(np.float32)
+    if arr.max(initial=0) > 1.0:  # uint8-style 0-255 values
+        arr = arr / 255.0
     if not np.isfinite(arr).all() or arr.min() < 0:
         raise UserError(f"{path}: pixel values must be finite and non-negative")
     return 1.0 - arr if invert else arr
+
+
+def _image_as_item(path: Path, invert: bool) -> np.ndarray:
+    """An image file framed like a Fashion-MNIST item: grayscale in [0, 1] (16-bit images scaled by their
+    range, not clipped), ``invert``ed if asked, transparent parts on the data set's black background,
+    and scaled so that its longer side is 28 pixels, centred, aspect ratio kept (squashing a tall
+    dress into a square makes it look like a shirt)."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise UserError(f"{path}: reading images needs Pillow: pip install 'pairtrain[images]' "
+                        "(or pass .npy arrays)") from None
+    try:
+        with Image.open(path) as im:
+            if im.mode == "P":  # a palette may carry transparency
+                im = im.convert("RGBA")
+            if im.mode.startswith("I"):  # 16-bit (and 32-bit integer) grayscale
+                lum = np.asarray(im, dtype=np.float32) / 65535.0
+            else:
+                lum = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0 if "A" in im.getbands() else None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read image ({e})") from None
+    lum = np.clip(lum, 0.0, 1.0)
+    item = 1.0 - lum if invert else lum
+    if alpha is not None:
+        item = item * alpha
+    h, w = item.shape
+    size = (max(1, round(28 * w / max(h, w))), max(1, round(28 * h / max(h, w))))
+    scaled = np.asarray(Image.fromarray(item, mode="F").resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    out = np.zeros((28, 28), dtype=np.float32)
+    top, left = (28 - size[1]) // 2, (28 - size[0]) // 2
+    out[top:top + size[1], left:left + size[0]] = np.clip(scaled, 0.0, 1.0)
+    return out
 
 
 def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bool,

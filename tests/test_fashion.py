@@ -258,3 +258,30 @@ def test_hflip_mirrors_the_same_images_in_both_loaders_and_defaults_per_arch():
     iterable = FashionIterable(x, y, batch_size=4, seed=0, hflip=0.5)
     iterable.set_epoch(0)
     check(iterable)
+
+
+def test_images_are_framed_like_the_data_set(tmp_path):
+    """16-bit images are scaled by their range (not clipped to white), transparent parts land on the
+    data set's black background (after --invert), and a tall image keeps its aspect ratio, centred."""
+    Image = pytest.importorskip("PIL.Image")
+    from fashion.infer import _load_image
+
+    rng = np.random.default_rng(0)
+    item = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(item).save(tmp_path / "8.png")
+    Image.fromarray(item.astype(np.uint16) * 257).save(tmp_path / "16.png")
+    eight = _load_image(tmp_path / "8.png", invert=False)
+    assert np.allclose(eight, item / 255.0, atol=1e-6)
+    assert np.allclose(_load_image(tmp_path / "16.png", invert=False), eight, atol=1e-6)
+
+    alpha = np.zeros((28, 28), dtype=np.uint8)
+    alpha[5:20, 8:18] = 255
+    rgba = np.dstack([np.full((28, 28, 3), 200, dtype=np.uint8), alpha])  # light grey, mostly transparent
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    for invert, inside in ((False, 200 / 255), (True, 1 - 200 / 255)):
+        got = _load_image(tmp_path / "a.png", invert=invert)
+        assert np.allclose(got[5:20, 8:18], inside, atol=2e-3) and got[alpha == 0].max() == 0
+
+    Image.fromarray(np.full((56, 28), 255, dtype=np.uint8)).save(tmp_path / "tall.png")
+    tall = _load_image(tmp_path / "tall.png", invert=False)
+    assert np.allclose(tall[:, 7:21], 1.0, atol=1e-3) and tall[:, :7].max() == 0 and tall[:, 21:].max() == 0
