@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from afqmc.data import Pair
-from afqmc.tables import BadLine, MissingLabel, Table, open_table
+from afqmc.tables import BadLine, MissingLabel, Table, WrongEncoding, open_table
 from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")
@@ -160,7 +160,8 @@ def iter_records(source: PairFile | str, need_label: bool, skip_bad: bool,
                 raise BadLine(f"unknown label {label!r} (expected one of {', '.join(known)})")
         except BadLine as e:
             if not skip_bad:
-                hint = "" if isinstance(e, MissingLabel) else " (use --skip-bad-lines to skip such lines)"
+                skippable = not isinstance(e, (MissingLabel, WrongEncoding))
+                hint = " (use --skip-bad-lines to skip such lines)" if skippable else ""
                 raise UserError(f"{where}: {e}{hint}") from None
             skipped += 1
             if skipped <= 5 and report:

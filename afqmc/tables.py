@@ -32,6 +32,10 @@ class MissingLabel(BadLine):
     pass
 
 
+class WrongEncoding(BadLine):
+    """A line that is not UTF-8 where the file is evidently in another encoding (skipping lines won't help)."""
+
+
 @dataclass
 class Table:
     """A pair file opened for reading: its column names (first record's keys for JSON Lines) and rows."""
@@ -99,7 +103,28 @@ def _decoded(path: Path) -> Iterator[tuple[int, str | BadLine]]:
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            yield number, BadLine(f"invalid UTF-8 at byte {e.start}")
+            other = _other_encoding(raw, number)
+            if other is None:
+                yield number, BadLine(f"invalid UTF-8 at byte {e.start}")
+            else:
+                yield number, WrongEncoding(f"invalid UTF-8 at byte {e.start}: the file looks {other}; convert it to "
+                                            f"UTF-8, e.g. iconv -f {other.split()[0]} -t UTF-8 {path} > "
+                                            f"{path.with_stem(path.stem + '-utf8').name}")
+
+
+def _other_encoding(raw: bytes, number: int) -> str | None:
+    """The encoding a line that is not UTF-8 is evidently in: UTF-16 (Excel's "Unicode Text" export starts
+    with its byte-order mark) or GB18030/GBK (Chinese text saved by Windows tools), else None."""
+    if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "UTF-16 encoded (Excel's \"Unicode Text\")"
+    as_utf8 = [c for c in raw.decode("utf-8", errors="replace") if ord(c) > 127]
+    if 2 * as_utf8.count("\ufffd") < len(as_utf8):  # mostly valid UTF-8: a damaged line, not another encoding
+        return None
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return None
+    return "GB18030 (GBK) encoded" if any("\u4e00" <= c <= "\u9fff" for c in text) else None
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:

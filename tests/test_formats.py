@@ -90,6 +90,13 @@ def test_headerless_file_with_other_field_counts_is_mapped_by_number(tmp_path):
     ("f.csv", 'sentence1,sentence2,label\na,b,0\n"c,d,1\n', "f.csv:3: bad CSV quoting"),
     ("f.csv", 'sentence1,sentence2,label\na,b,0\nc,d\n', "f.csv:3: expected 3 comma-separated fields"),
     ("f.dat", "a\tb\t0\n", "f.dat: unknown file type '.dat'"),
+    # Another encoding is named, with the conversion; a damaged UTF-8 line is not taken for one.
+    ("f.tsv", "花呗怎么还\t借呗\t1\n".encode("gbk"), "f.tsv:1: invalid UTF-8 at byte 0: the file looks GB18030 "
+     "(GBK) encoded; convert it to UTF-8, e.g. iconv -f GB18030 -t UTF-8"),
+    ("f.csv", "sentence1,sentence2,label\n花呗,借呗,1\n".encode("utf-16"), "f.csv:1: invalid UTF-8 at byte 0: the "
+     "file looks UTF-16 encoded"),
+    ("f.tsv", "花呗怎么还款\t借呗\t1\n".encode() + "花".encode()[:2] + "呗怎么还款\t借呗\t0\n".encode(),
+     "f.tsv:2: invalid UTF-8 at byte 0 (use --skip-bad-lines"),
     ("f.csv", "sentence1,sentence2,label,label\na,b,0,1\n", "f.csv:1: the header names column 'label' more than once"),
     ("f.jsonl", '{"sentence1": "\\ud83d\\ude00", "sentence2": "b", "label": "0"}\n'
                 '{"sentence1": "a\\ud800", "sentence2": "b", "label": "0"}\n',
