@@ -65,6 +65,8 @@ def resolve_columns(table: Table, pf: PairFile, need_label: bool) -> Columns:
     elif pos:
         if len(table.columns) not in (2, 3):
             first_line = ", ".join(f.strip()[:20] for f in table.first_line or [])
+            if hint := _separator_hint(table):
+                raise UserError(f"{table.name}: the first line ({first_line}) is one field: {hint}")
             raise UserError(f"{table.name}: {len(table.columns)} fields per line, and the first line ({first_line}) "
                             "is not a header with known column names; name the columns: --text-columns A,B "
                             "--label-column L (header names, or field numbers from 1 for a headerless file)")
@@ -90,6 +92,19 @@ def resolve_columns(table: Table, pf: PairFile, need_label: bool) -> Columns:
                            "--label-column; use `predict --file` for unlabelled files)")
     ident = None if pos else next((c for c in ID_COLUMNS if c in have), "id" if schemaless else None)
     return Columns(first, second, label if label in have or schemaless else None, ident)
+
+
+def _separator_hint(table: Table) -> str:
+    """When every line is one field that another separator would split: which one, and what to do."""
+    if len(table.columns) != 1 or not table.first_line:
+        return ""
+    line = table.first_line[0]
+    used = next((sep for sep in ("\t", ",", ";", "|") if sep in line), None)
+    if used is None:
+        return ""
+    fix = {"\t": "name it .tsv", ",": "name it .csv"}.get(used, "save it with commas (.csv) or tabs (.tsv)")
+    read_as = "comma" if table.kind == "csv" else "tab"
+    return f"its fields look separated by {used!r}, but a .{table.kind} file is read {read_as}-separated; {fix}"
 
 
 def label_text(value: Any, column: str) -> str | None:

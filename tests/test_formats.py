@@ -90,6 +90,10 @@ def test_headerless_file_with_other_field_counts_is_mapped_by_number(tmp_path):
     ("f.csv", 'sentence1,sentence2,label\na,b,0\n"c,d,1\n', "f.csv:3: bad CSV quoting"),
     ("f.csv", 'sentence1,sentence2,label\na,b,0\nc,d\n', "f.csv:3: expected 3 comma-separated fields"),
     ("f.dat", "a\tb\t0\n", "f.dat: unknown file type '.dat'"),
+    ("f.csv", "sentence1;sentence2;label\na;b;0\n", "f.csv: the first line (sentence1;sentence2;) is one field: its "
+     "fields look separated by ';', but a .csv file is read comma-separated; save it with commas (.csv) or tabs"),
+    ("f.tsv", "a,b,0\nc,d,1\n", "f.tsv: the first line (a,b,0) is one field: its fields look separated by ',', but "
+     "a .tsv file is read tab-separated; name it .csv"),
     # Another encoding is named, with the conversion; a damaged UTF-8 line is not taken for one.
     ("f.tsv", "花呗怎么还\t借呗\t1\n".encode("gbk"), "f.tsv:1: invalid UTF-8 at byte 0: the file looks GB18030 "
      "(GBK) encoded; convert it to UTF-8, e.g. iconv -f GB18030 -t UTF-8"),
