@@ -4,8 +4,7 @@ Line formats are read here, line by line, because that gives exact ``FILE:LINE``
 files larger than memory: JSON Lines (``.jsonl``/``.json``), tab-separated text (``.tsv``/``.txt``,
 split on tabs, no quoting: raw NLI/LCQMC TSVs contain bare quotes) and CSV (``.csv``, RFC 4180
 quoting, via the standard library's strict reader). Parquet files, ``datasets`` ``save_to_disk``
-directories and Hugging Face hub datasets (``hf:NAME[:CONFIG][@SPLIT]``) are read with ``datasets``,
-which owns those formats (Arrow memory-mapping, caching, the hub); their errors name the row.
+directories and Hugging Face hub datasets are :mod:`afqmc.dataset_tables`.
 
 A row is a dict of column name -> value. Rows of a headerless TSV/CSV are keyed ``#1``, ``#2``, ...
 (field numbers, from 1). A row that cannot be read at all is yielded as a :class:`BadLine`.
@@ -76,7 +75,9 @@ def open_table(spec: str, names_in_use: list[str]) -> Table:
         return _jsonl_table(spec)
     if kind in ("tsv", "csv"):
         return _delimited_table(spec, kind, names_in_use)
-    return _dataset_table(spec, kind)
+    from afqmc.dataset_tables import dataset_table  # that module builds on this one's Table
+
+    return dataset_table(spec, kind)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -260,76 +261,3 @@ def _keyed(path: Path, records: Any, columns: list[str], sep: str) -> Iterator[t
             yield where, BadLine(f"expected {len(columns)} {sep} fields (as in the first line), found {len(fields)}")
         else:
             yield where, dict(zip(columns, fields))
-
-
-def _dataset_table(spec: str, kind: str) -> Table:
-    dataset = load_dataset_source(spec, kind)
-    # ClassLabel columns hold integers; their names are the labels (-1, "no label" in hub test splits: None).
-    names = {c: f.names for c, f in dataset.features.items() if type(f).__name__ == "ClassLabel"}
-
-    def named(row: dict[str, Any]) -> dict[str, Any]:
-        for column, labels in names.items():
-            value = row.get(column)
-            if isinstance(value, int):
-                row[column] = labels[value] if 0 <= value < len(labels) else None
-        return row
-    rows = ((f"{spec}: row {i}", named(row)) for i, row in enumerate(dataset, start=1))
-    if len(dataset) == 0:
-        raise UserError(f"{spec}: no records (the dataset is empty)")
-    return Table(spec, kind, list(dataset.column_names), None, rows)
-
-
-def load_dataset_source(spec: str, kind: str) -> Any:
-    """A ``datasets.Dataset`` for a Parquet file, a save_to_disk directory (``DIR[@SPLIT]``) or a hub
-    dataset (``hf:NAME[:CONFIG][@SPLIT]``, split ``train`` when not given)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    try:
-        if kind == "parquet":
-            if not Path(spec).is_file():
-                raise UserError(f"{spec}: file not found")
-            return datasets.Dataset.from_parquet(spec)
-        if kind == "disk":
-            return _from_disk(spec, datasets)
-        return _from_hub(spec, datasets)
-    except UserError:
-        raise
-    except Exception as e:  # pyarrow/datasets raise many types for a damaged or foreign file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{spec}: cannot read as {kind} ({first})") from None
-
-
-def _from_disk(spec: str, datasets: Any) -> Any:
-    directory, _, split = spec.partition("@") if not Path(spec).is_dir() else (spec, "", "")
-    if not any((Path(directory) / name).is_file() for name in ("dataset_dict.json", "state.json")):
-        raise UserError(f"{spec}: is a directory, but not one written by `datasets` save_to_disk "
-                        "(no dataset_dict.json or state.json); expected a pair file or such a directory")
-    loaded = datasets.load_from_disk(directory)
-    if isinstance(loaded, datasets.DatasetDict):
-        if not split and len(loaded) == 1:
-            split = next(iter(loaded))
-        if split not in loaded:
-            raise UserError(f"{spec}: a DatasetDict with splits {', '.join(loaded)}; name one as {directory}@SPLIT")
-        return loaded[split]
-    if split:
-        raise UserError(f"{spec}: {directory} holds a single Dataset, not splits; drop @{split}")
-    return loaded
-
-
-def _from_hub(spec: str, datasets: Any) -> Any:
-    from afqmc.modeldir import hub_reachable
-
-    name, _, split = spec[len(HUB_PREFIX):].partition("@")
-    name, _, config = name.partition(":")
-    if not name:
-        raise UserError(f"{spec}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:clue/afqmc@validation")
-    offline = not hub_reachable()
-    download = datasets.DownloadConfig(local_files_only=True) if offline else None
-    try:
-        return datasets.load_dataset(name, config or None, split=split or "train", download_config=download)
-    except Exception as e:
-        why = ("the Hugging Face hub is unreachable and the dataset is not in the local cache; on a machine "
-               "with access run datasets.load_dataset(...).save_to_disk(DIR) and pass DIR instead") if offline \
-            else (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{spec}: cannot load ({why})") from None

@@ -1,0 +1,85 @@
+"""Pair tables that ``datasets`` reads: Parquet files, ``save_to_disk`` directories and hub datasets
+(``hf:NAME[:CONFIG][@SPLIT]``). ``datasets`` owns those formats (Arrow memory-mapping, caching, the hub);
+errors name the file and row. Text formats (JSON Lines, TSV, CSV) are :mod:`afqmc.tables`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from afqmc.tables import HUB_PREFIX, Table
+from shared.errors import UserError
+
+
+def dataset_table(spec: str, kind: str) -> Table:
+    dataset = load_dataset_source(spec, kind)
+    # ClassLabel columns hold integers; their names are the labels (-1, "no label" in hub test splits: None).
+    names = {c: f.names for c, f in dataset.features.items() if type(f).__name__ == "ClassLabel"}
+
+    def named(row: dict[str, Any]) -> dict[str, Any]:
+        for column, labels in names.items():
+            value = row.get(column)
+            if isinstance(value, int):
+                row[column] = labels[value] if 0 <= value < len(labels) else None
+        return row
+    rows = ((f"{spec}: row {i}", named(row)) for i, row in enumerate(dataset, start=1))
+    if len(dataset) == 0:
+        raise UserError(f"{spec}: no records (the dataset is empty)")
+    return Table(spec, kind, list(dataset.column_names), None, rows)
+
+
+def load_dataset_source(spec: str, kind: str) -> Any:
+    """A ``datasets.Dataset`` for a Parquet file, a save_to_disk directory (``DIR[@SPLIT]``) or a hub
+    dataset (``hf:NAME[:CONFIG][@SPLIT]``, split ``train`` when not given)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if kind == "parquet":
+            if not Path(spec).is_file():
+                raise UserError(f"{spec}: file not found")
+            return datasets.Dataset.from_parquet(spec)
+        if kind == "disk":
+            return _from_disk(spec, datasets)
+        return _from_hub(spec, datasets)
+    except UserError:
+        raise
+    except Exception as e:  # pyarrow/datasets raise many types for a damaged or foreign file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{spec}: cannot read as {kind} ({first})") from None
+
+
+def _from_disk(spec: str, datasets: Any) -> Any:
+    directory, _, split = spec.partition("@") if not Path(spec).is_dir() else (spec, "", "")
+    if not any((Path(directory) / name).is_file() for name in ("dataset_dict.json", "state.json")):
+        raise UserError(f"{spec}: is a directory, but not one written by `datasets` save_to_disk "
+                        "(no dataset_dict.json or state.json); expected a pair file or such a directory")
+    loaded = datasets.load_from_disk(directory)
+    if isinstance(loaded, datasets.DatasetDict):
+        if not split and len(loaded) == 1:
+            split = next(iter(loaded))
+        if split not in loaded:
+            raise UserError(f"{spec}: a DatasetDict with splits {', '.join(loaded)}; name one as {directory}@SPLIT")
+        return loaded[split]
+    if split:
+        raise UserError(f"{spec}: {directory} holds a single Dataset, not splits; drop @{split}")
+    return loaded
+
+
+def _from_hub(spec: str, datasets: Any) -> Any:
+    from afqmc.modeldir import hub_reachable
+
+    name, _, split = spec[len(HUB_PREFIX):].partition("@")
+    name, _, config = name.partition(":")
+    if not name:
+        raise UserError(f"{spec}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:clue/afqmc@validation")
+    offline = not hub_reachable()
+    download = datasets.DownloadConfig(local_files_only=True) if offline else None
+    try:
+        return datasets.load_dataset(name, config or None, split=split or "train", download_config=download)
+    except Exception as e:
+        why = ("the Hugging Face hub is unreachable and the dataset is not in the local cache; on a machine "
+               "with access run datasets.load_dataset(...).save_to_disk(DIR) and pass DIR instead") if offline \
+            else (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{spec}: cannot load ({why})") from None
