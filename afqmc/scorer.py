@@ -22,7 +22,7 @@ from torch import nn
 from afqmc.data import Pair, PairBatches, encode, length_sorted_batches
 from afqmc.model import inference_model, uses_match_types
 from afqmc.modeldir import load_model_dir
-from afqmc.tables import lone_surrogate
+from afqmc.charsets import lone_surrogate
 from shared.errors import UserError
 from shared.loops import predict_proba
 from shared.runtime import autocast_dtype, select_device

@@ -25,7 +25,7 @@ from typing import Any
 from afqmc.config import ServeConfig
 from afqmc.data import Pair
 from afqmc.scorer import PairScorer
-from afqmc.tables import lone_surrogate
+from afqmc.charsets import lone_surrogate
 from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")

@@ -12,15 +12,19 @@ A row is a dict of column name -> value. Rows of a headerless TSV/CSV are keyed 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from afqmc.charsets import lone_surrogate_field, other_encoding
 from shared.errors import UserError
 
 HUB_PREFIX = "hf:"
+_WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace
 
 
 class BadLine(ValueError):
@@ -104,28 +108,13 @@ def _decoded(path: Path) -> Iterator[tuple[int, str | BadLine]]:
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            other = _other_encoding(raw, number)
+            other = other_encoding(raw, number)
             if other is None:
                 yield number, BadLine(f"invalid UTF-8 at byte {e.start}")
             else:
                 yield number, WrongEncoding(f"invalid UTF-8 at byte {e.start}: the file looks {other}; convert it to "
                                             f"UTF-8, e.g. iconv -f {other.split()[0]} -t UTF-8 {path} > "
                                             f"{path.with_stem(path.stem + '-utf8').name}")
-
-
-def _other_encoding(raw: bytes, number: int) -> str | None:
-    """The encoding a line that is not UTF-8 is evidently in: UTF-16 (Excel's "Unicode Text" export starts
-    with its byte-order mark) or GB18030/GBK (Chinese text saved by Windows tools), else None."""
-    if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return "UTF-16 encoded (Excel's \"Unicode Text\")"
-    as_utf8 = [c for c in raw.decode("utf-8", errors="replace") if ord(c) > 127]
-    if 2 * as_utf8.count("\ufffd") < len(as_utf8):  # mostly valid UTF-8: a damaged line, not another encoding
-        return None
-    try:
-        text = raw.decode("gb18030")
-    except UnicodeDecodeError:
-        return None
-    return "GB18030 (GBK) encoded" if any("\u4e00" <= c <= "\u9fff" for c in text) else None
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
@@ -139,37 +128,55 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
         except json.JSONDecodeError as e:
             yield where, BadLine(f"invalid JSON ({e.msg} at column {e.colno})")
             continue
-        if not isinstance(obj, dict):
-            yield where, BadLine(f"expected a JSON object, found {type(obj).__name__}")
-        elif "\\u" in text and (bad := _lone_surrogate(obj)):
-            yield where, BadLine(f"field {bad[0]!r} contains {bad[1]}, half of a UTF-16 surrogate pair, which is "
-                                 "not a character")
-        else:
-            yield where, obj
+        yield where, _json_row(obj, "\\u" in text)
 
 
-def _lone_surrogate(obj: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, escape) of the first lone surrogate among a JSON object's keys and string values."""
-    for key, value in obj.items():
-        for text in (key, value) if isinstance(value, str) else (key,):
-            if escape := lone_surrogate(text):
-                return key.encode("utf-8", "backslashreplace").decode(), escape
-    return None
+def _json_row(obj: Any, escapes: bool) -> dict[str, Any] | BadLine:
+    """One JSON value as a row, or what is wrong with it (``escapes``: its text has ``\\u`` escapes)."""
+    if not isinstance(obj, dict):
+        return BadLine(f"expected a JSON object, found {type(obj).__name__}")
+    if escapes and (bad := lone_surrogate_field(obj)):
+        return BadLine(f"field {bad[0]!r} contains {bad[1]}, half of a UTF-16 surrogate pair, which is not a character")
+    return obj
 
 
-def lone_surrogate(text: str) -> str | None:
-    """The escape (``\\ud800``) of the first lone UTF-16 surrogate in ``text``, else None. JSON's escapes
-    can spell one, but no UTF-8 text can hold it: the tokenizer and every writer would fail on it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        return f"\\u{ord(text[e.start]):04x}"
-    return None
+def _json_array_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
+    """A file that is one JSON array of objects (``[{...}, {...}]``, e.g. pandas' ``to_json(orient="records")``),
+    read whole; each object is named by the line it starts on and its place in the array. A syntax error
+    ends the read (nothing after it can be located); an element that is not a pair record is a bad line
+    like any other."""
+    starts, parts, size = [], [], 0
+    for number, text in _decoded(path):
+        if isinstance(text, BadLine):
+            raise UserError(f"{path}:{number}: {text}")
+        starts.append(size)
+        parts.append((number, text))
+        size += len(text)
+    doc = "".join(text for _, text in parts)
+
+    def line(offset: int) -> str:
+        return f"{path}:{parts[bisect.bisect_right(starts, offset) - 1][0]}"
+    decoder, i, item = json.JSONDecoder(), _WHITESPACE.match(doc, doc.index("[") + 1).end(), 0
+    while doc[i:i + 1] != "]":
+        try:
+            obj, end = decoder.raw_decode(doc, i)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{line(e.pos)}: invalid JSON ({e.msg})") from None
+        item += 1
+        yield f"{line(i)} (item {item})", _json_row(obj, "\\u" in doc[i:end])
+        i = _WHITESPACE.match(doc, end).end()
+        if doc[i:i + 1] == ",":
+            i = _WHITESPACE.match(doc, i + 1).end()
+        elif doc[i:i + 1] != "]":
+            raise UserError(f"{line(i)}: invalid JSON (expected ',' or ']' after an element of the array)")
+    if (after := _WHITESPACE.match(doc, i + 1).end()) < len(doc):
+        raise UserError(f"{line(after)}: invalid JSON (text after the array's closing ']')")
 
 
 def _jsonl_table(spec: str) -> Table:
     path = Path(spec)
-    rows = _jsonl_rows(path)
+    first_line = next((line for _, line in _lines(path) if line.strip()), b"")
+    rows = _json_array_rows(path) if first_line.lstrip().startswith(b"[") else _jsonl_rows(path)
     first = next(rows, None)
     if first is None:
         raise UserError(f"{path}: no records (the file is empty)")

@@ -94,6 +94,15 @@ def test_headerless_file_with_other_field_counts_is_mapped_by_number(tmp_path):
      "fields look separated by ';', but a .csv file is read comma-separated; save it with commas (.csv) or tabs"),
     ("f.tsv", "a,b,0\nc,d,1\n", "f.tsv: the first line (a,b,0) is one field: its fields look separated by ',', but "
      "a .tsv file is read tab-separated; name it .csv"),
+    # A file that is one JSON array: each element is named by its line and place; syntax errors end the read.
+    ("f.json", '[\n {"sentence1": "a", "sentence2": "b", "label": "0"},\n [1, 2]\n]', "f.json:3 (item 2): expected "
+     "a JSON object, found list"),
+    ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"},\n {"sentence1": "c", "sen',
+     "f.json:2: invalid JSON (Unterminated string"),
+    ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"}]\n\n{}', "f.json:3: invalid JSON (text after"),
+    ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"} {"sentence1": "c"}]', "f.json:1: invalid JSON "
+     "(expected ',' or ']' after an element of the array)"),
+    ("f.json", "[]", "f.json: no records (the file is empty)"),
     # Another encoding is named, with the conversion; a damaged UTF-8 line is not taken for one.
     ("f.tsv", "花呗怎么还\t借呗\t1\n".encode("gbk"), "f.tsv:1: invalid UTF-8 at byte 0: the file looks GB18030 "
      "(GBK) encoded; convert it to UTF-8, e.g. iconv -f GB18030 -t UTF-8"),
@@ -178,7 +187,7 @@ def _run(argv, capsys):
     return out.out
 
 
-@pytest.mark.parametrize("fmt", ["tsv", "csv", "parquet", "disk"])
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "parquet", "disk", "json-array"])
 def test_every_format_round_trips_through_train_eval_predict(tmp_path, capsys, fmt):
     train_rows, dev_rows = nli_rows(90, 8), nli_rows(24, 9)
     if fmt == "tsv":
@@ -187,6 +196,11 @@ def test_every_format_round_trips_through_train_eval_predict(tmp_path, capsys, f
     elif fmt == "csv":
         train, dev = write_csv(tmp_path / "train.csv", train_rows), write_csv(tmp_path / "dev.csv", dev_rows)
         columns = ["--text-columns", "q1,q2", "--label-column", "gold"]
+    elif fmt == "json-array":  # one JSON array of objects, as pandas' to_json(orient="records", indent=1) writes
+        train, dev = tmp_path / "train.json", tmp_path / "dev.json"
+        train.write_text(json.dumps(train_rows, ensure_ascii=False, indent=1))
+        dev.write_text(json.dumps(dev_rows, ensure_ascii=False, indent=1))
+        columns = []
     elif fmt == "parquet":
         train, dev = (write_parquet(tmp_path / "train.parquet", train_rows),
                       write_parquet(tmp_path / "dev.parquet", dev_rows))
