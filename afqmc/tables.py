@@ -25,6 +25,7 @@ from shared.errors import UserError
 
 HUB_PREFIX = "hf:"
 _WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace
+_ARRAY_START = re.compile(rb"\s*\[\s*(\{|\]|$)")
 
 
 class BadLine(ValueError):
@@ -176,7 +177,8 @@ def _json_array_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine
 def _jsonl_table(spec: str) -> Table:
     path = Path(spec)
     first_line = next((line for _, line in _lines(path) if line.strip()), b"")
-    rows = _json_array_rows(path) if first_line.lstrip().startswith(b"[") else _jsonl_rows(path)
+    # An array of objects starts "[{", "[" alone or "[]"; a first line like ["a", "b"] is JSON Lines of lists.
+    rows = _json_array_rows(path) if _ARRAY_START.match(first_line) else _jsonl_rows(path)
     first = next(rows, None)
     if first is None:
         raise UserError(f"{path}: no records (the file is empty)")

@@ -103,6 +103,7 @@ def test_headerless_file_with_other_field_counts_is_mapped_by_number(tmp_path):
     ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"} {"sentence1": "c"}]', "f.json:1: invalid JSON "
      "(expected ',' or ']' after an element of the array)"),
     ("f.json", "[]", "f.json: no records (the file is empty)"),
+    ("f.json", '["a", "b", "0"]\n["c", "d", "1"]\n', "f.json:1: expected a JSON object, found list"),  # lists per line
     # Another encoding is named, with the conversion; a damaged UTF-8 line is not taken for one.
     ("f.tsv", "花呗怎么还\t借呗\t1\n".encode("gbk"), "f.tsv:1: invalid UTF-8 at byte 0: the file looks GB18030 "
      "(GBK) encoded; convert it to UTF-8, e.g. iconv -f GB18030 -t UTF-8"),
