@@ -84,14 +84,28 @@ def resolve_columns(table: Table, pf: PairFile, need_label: bool) -> Columns:
     else:
         label = next((c for c in LABEL_COLUMNS if c in have), "label" if schemaless else None)
     wanted = [first, second] + ([label] if label and (pf.label_column or need_label) else [])
-    if not schemaless and (missing := [c for c in wanted if c not in have]):
-        shown = f"{len(table.columns)} fields per line" if pos else f"columns: {', '.join(table.columns)}"
-        raise UserError(f"{table.name}: no {', '.join(describe(c) for c in missing)} ({shown})")
+    named = [*(pf.text_columns or ()), *([pf.label_column] if pf.label_column else [])]
+    if missing := [c for c in wanted if c not in have and (not schemaless or c in named)]:
+        _raise_missing(table, missing)
     if label is None and need_label:
         raise MissingLabel(f"{table.name}: no label column (looked for {', '.join(LABEL_COLUMNS)}; name it with "
                            "--label-column; use `predict --file` for unlabelled files)")
     ident = None if pos else next((c for c in ID_COLUMNS if c in have), "id" if schemaless else None)
     return Columns(first, second, label if label in have or schemaless else None, ident)
+
+
+def _raise_missing(table: Table, missing: list[str]) -> None:
+    """Columns asked for that the file lacks; a first line that names some of them but not all was not taken
+    for a header, so only the names it lacks are reported (with what it has)."""
+    if table.kind == "jsonl":
+        shown = f"the first record's fields: {', '.join(table.columns)}"
+    elif table.positional:
+        first_line = [f.strip() for f in table.first_line or []]
+        missing = [c for c in missing if c.startswith("#") or c not in first_line] or missing
+        shown = f"{len(table.columns)} fields per line, the first: {', '.join(f[:20] for f in first_line)}"
+    else:
+        shown = f"columns: {', '.join(table.columns)}"
+    raise UserError(f"{table.name}: no {', '.join(describe(c) for c in missing)} ({shown})")
 
 
 def _separator_hint(table: Table) -> str:

@@ -8,7 +8,7 @@ import pytest
 from afqmc.cli import main
 from afqmc.sources import PairFile, read_labelled, read_pairs, sort_labels
 from shared.errors import UserError
-from tests.afqmc_helpers import make_pairs
+from tests.afqmc_helpers import make_pairs, write_jsonl
 
 NLI = ["entailment", "neutral", "contradiction"]
 
@@ -247,3 +247,16 @@ def test_streaming_reads_a_headerless_tsv_and_collects_its_labels(tmp_path, caps
     config = json.loads((run / "best" / "config.json").read_text())
     assert config["id2label"] == {"0": "contradiction", "1": "entailment", "2": "neutral"}
     assert metrics["history"][-1]["step"] == 4  # 64 pairs / 16: every record once
+
+
+def test_named_columns_the_file_lacks_are_reported_with_what_it_has(tmp_path):
+    """A header that has one of two named columns is not taken for a header, but only the name it lacks is
+    reported; JSON Lines name the first record's fields (skipping lines would not help either)."""
+    named = tmp_path / "n.csv"
+    named.write_text("q1,q2,gold\na,b,1\n")
+    with pytest.raises(UserError, match=r"n\.csv: no field 'q3' \(3 fields per line, the first: q1, q2, gold\)$"):
+        read_pairs(PairFile(str(named), ("q1", "q3"), "gold"), ("0", "1"))
+    lines = write_jsonl(tmp_path / "n.jsonl", [{"sentence1": "a", "sentence2": "b", "label": "1"}])
+    with pytest.raises(UserError, match=r"n\.jsonl: no field 'foo' \(the first record's fields: sentence1, "
+                                        r"sentence2, label\)$"):
+        read_pairs(PairFile(str(lines), ("foo", "sentence2")), ("0", "1"))
