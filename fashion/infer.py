@@ -142,7 +142,7 @@ def _image_as_item(path: Path, invert: bool) -> np.ndarray:
             else:
                 lum = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
             alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0 if "A" in im.getbands() else None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
         raise UserError(f"{path}: cannot read image ({e})") from None
     lum = np.clip(lum, 0.0, 1.0)
     item = 1.0 - lum if invert else lum
@@ -150,7 +150,7 @@ def _image_as_item(path: Path, invert: bool) -> np.ndarray:
         item = item * alpha
     h, w = item.shape
     size = (max(1, round(28 * w / max(h, w))), max(1, round(28 * h / max(h, w))))
-    scaled = np.asarray(Image.fromarray(item, mode="F").resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    scaled = np.asarray(Image.fromarray(item).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
     out = np.zeros((28, 28), dtype=np.float32)
     top, left = (28 - size[1]) // 2, (28 - size[0]) // 2
     out[top:top + size[1], left:left + size[0]] = np.clip(scaled, 0.0, 1.0)

@@ -260,7 +260,7 @@ def test_hflip_mirrors_the_same_images_in_both_loaders_and_defaults_per_arch():
     check(iterable)
 
 
-def test_images_are_framed_like_the_data_set(tmp_path):
+def test_images_are_framed_like_the_data_set(tmp_path, monkeypatch):
     """16-bit images are scaled by their range (not clipped to white), transparent parts land on the
     data set's black background (after --invert), and a tall image keeps its aspect ratio, centred."""
     Image = pytest.importorskip("PIL.Image")
@@ -285,3 +285,6 @@ def test_images_are_framed_like_the_data_set(tmp_path):
     Image.fromarray(np.full((56, 28), 255, dtype=np.uint8)).save(tmp_path / "tall.png")
     tall = _load_image(tmp_path / "tall.png", invert=False)
     assert np.allclose(tall[:, 7:21], 1.0, atol=1e-3) and tall[:, :7].max() == 0 and tall[:, 21:].max() == 0
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # Pillow refuses images over twice this (decompression bombs)
+    with pytest.raises(UserError, match=r"tall\.png: cannot read image \(Image size \(1568 pixels\) exceeds"):
+        _load_image(tmp_path / "tall.png", invert=False)
