@@ -108,6 +108,18 @@ def _raise_missing(table: Table, missing: list[str]) -> None:
     raise UserError(f"{table.name}: no {', '.join(describe(c) for c in missing)} ({shown})")
 
 
+def _near_label(label: str, known: Sequence[str]) -> str:
+    """A known label that ``label`` differs from only in case or numeric spelling ("Entailment", "1.0")."""
+    def number(text: str) -> float | None:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    value = number(label)
+    near = next((k for k in known if k.lower() == label.lower() or value is not None and number(k) == value), None)
+    return f"; it differs from {near!r} only in spelling: labels are matched exactly as written" if near else ""
+
+
 def _separator_hint(table: Table) -> str:
     """When every line is one field that another separator would split: which one, and what to do."""
     if len(table.columns) != 1 or not table.first_line:
@@ -186,7 +198,8 @@ def iter_records(source: PairFile | str, need_label: bool, skip_bad: bool,
         try:
             first, second, label, ident = _record(row, cols, need_label)
             if known is not None and label is not None and label not in known:
-                raise BadLine(f"unknown label {label!r} (expected one of {', '.join(known)})")
+                near = _near_label(label, known)
+                raise BadLine(f"unknown label {label!r} (expected one of {', '.join(known)}){near}")
         except BadLine as e:
             if not skip_bad:
                 skippable = not isinstance(e, (MissingLabel, WrongEncoding))

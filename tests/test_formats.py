@@ -85,7 +85,9 @@ def test_headerless_file_with_other_field_counts_is_mapped_by_number(tmp_path):
     ("f.tsv", "a\tb\t0\nc\td\t1\tx\n", "f.tsv:2: expected 3 tab-separated fields"),
     ("f.tsv", b"a\tb\t0\n\xff\xfe\tb\t1\n", "f.tsv:2: invalid UTF-8 at byte 0"),
     ("f.tsv", "a\tb\t0\nc\t \t1\n", "f.tsv:2: field 2 is empty"),
-    ("f.tsv", "a\tb\t0\nc\td\t2\n", "f.tsv:2: unknown label '2' (expected one of 0, 1)"),
+    ("f.tsv", "a\tb\t0\nc\td\t2\n", "f.tsv:2: unknown label '2' (expected one of 0, 1) (use --skip-bad-lines"),
+    ("f.tsv", "a\tb\t0\nc\td\t1.0\n", "f.tsv:2: unknown label '1.0' (expected one of 0, 1); it differs from '1' "
+     "only in spelling: labels are matched exactly as written"),
     ("f.csv", 'sentence1,sentence2,label\na,b,0\n"c"x,d,1\n', "f.csv:3: bad CSV quoting"),
     ("f.csv", 'sentence1,sentence2,label\na,b,0\n"c,d,1\n', "f.csv:3: bad CSV quoting"),
     ("f.csv", 'sentence1,sentence2,label\na,b,0\nc,d\n', "f.csv:3: expected 3 comma-separated fields"),
