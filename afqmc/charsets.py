@@ -24,19 +24,20 @@ def other_encoding(raw: bytes, number: int) -> str | None:
 
 
 def lone_surrogate_field(obj: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, escape) of the first lone surrogate among a JSON object's keys and string values."""
+    """(field, :func:`lone_surrogate`'s problem) for the first lone surrogate among a JSON object's keys
+    and string values."""
     for key, value in obj.items():
         for text in (key, value) if isinstance(value, str) else (key,):
-            if escape := lone_surrogate(text):
-                return key.encode("utf-8", "backslashreplace").decode(), escape
+            if problem := lone_surrogate(text):
+                return key.encode("utf-8", "backslashreplace").decode(), problem
     return None
 
 
 def lone_surrogate(text: str) -> str | None:
-    """The escape (``\\ud800``) of the first lone UTF-16 surrogate in ``text``, else None. JSON's escapes
-    can spell one, but no UTF-8 text can hold it: the tokenizer and every writer would fail on it."""
+    """What is wrong when ``text`` holds a lone UTF-16 surrogate ("contains \\ud800, half of ..."), else None.
+    JSON's escapes can spell one, but no UTF-8 text can hold it: the tokenizer and every writer would fail."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        return f"\\u{ord(text[e.start]):04x}"
+        return f"contains \\u{ord(text[e.start]):04x}, half of a UTF-16 surrogate pair, which is not a character"
     return None

@@ -99,5 +99,5 @@ def _pair(index: int, pair: tuple[str, str]) -> Pair:
     if len(pair) != 2 or not all(isinstance(s, str) and s.strip() for s in pair):
         raise UserError(f"pair {index}: expected two non-empty strings, got {pair!r}")
     if bad := next(filter(None, map(lone_surrogate, pair)), None):
-        raise UserError(f"pair {index}: contains {bad}, half of a UTF-16 surrogate pair, which is not a character")
+        raise UserError(f"pair {index}: {bad}")
     return Pair(index, None, pair[0], pair[1], None)

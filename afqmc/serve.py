@@ -135,8 +135,7 @@ def parse_pairs(body: bytes, max_pairs: int) -> list[tuple[str, str]]:
             if not text.strip():
                 raise BadRequest(f"pairs[{i}][{k}]: empty sentence")
             if bad := lone_surrogate(text):
-                raise BadRequest(f"pairs[{i}][{k}]: contains {bad}, half of a UTF-16 surrogate pair, "
-                                 "which is not a character")
+                raise BadRequest(f"pairs[{i}][{k}]: {bad}")
         out.append((pair[0], pair[1]))
     return out
 

@@ -137,7 +137,7 @@ def _json_row(obj: Any, escapes: bool) -> dict[str, Any] | BadLine:
     if not isinstance(obj, dict):
         return BadLine(f"expected a JSON object, found {type(obj).__name__}")
     if escapes and (bad := lone_surrogate_field(obj)):
-        return BadLine(f"field {bad[0]!r} contains {bad[1]}, half of a UTF-16 surrogate pair, which is not a character")
+        return BadLine(f"field {bad[0]!r} {bad[1]}")
     return obj
 
 
