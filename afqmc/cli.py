@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from shared.config import add_dataclass_args, from_args
-from shared.rundir import log, run_cli, setup_logging
+from shared.collector import collector_paused
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.config import add_dataclass_args
     from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="afqmc", description="Sentence-pair similarity with a BERT encoder")
@@ -28,19 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str]) -> int:
-    from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
+    with collector_paused():  # mostly imports: torch, transformers (shared.collector)
+        from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
+        from shared.config import from_args
+        from shared.rundir import log, setup_logging
 
-    args = build_parser().parse_args(argv)
-    commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig, "serve": ServeConfig}
-    cfg = from_args(commands[args.command], args)
+        args = build_parser().parse_args(argv)
+        commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig, "serve": ServeConfig}
+        cfg = from_args(commands[args.command], args)
+        if args.command == "train":
+            from afqmc.train import main as train_main
+        else:
+            from afqmc import infer
+            from shared.runtime import set_threads
     if args.command == "train":
-        from afqmc.train import main as train_main
-
         train_main(cfg)
         return 0
-    from afqmc import infer
-    from shared.runtime import set_threads
-
     setup_logging()
     if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
         log.info(note)
@@ -58,4 +61,6 @@ def _main(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with collector_paused():
+        from shared.rundir import run_cli
     return run_cli(_main, argv, "afqmc")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from shared.config import add_dataclass_args, from_args
-from shared.rundir import log, run_cli, setup_logging
+from shared.collector import collector_paused
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.config import add_dataclass_args
     from fashion.config import EvalConfig, LoadConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="fashion", description="Fashion-MNIST image classifier")
@@ -36,18 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str]) -> int:
-    from fashion.config import EvalConfig, LoadConfig, TrainConfig
+    with collector_paused():  # mostly imports: torch (shared.collector)
+        from fashion.config import EvalConfig, LoadConfig, TrainConfig
+        from shared.config import from_args
+        from shared.rundir import log, setup_logging
 
-    args = build_parser().parse_args(argv)
-    cfg = from_args({"train": TrainConfig, "eval": EvalConfig}.get(args.command, LoadConfig), args)
+        args = build_parser().parse_args(argv)
+        cfg = from_args({"train": TrainConfig, "eval": EvalConfig}.get(args.command, LoadConfig), args)
+        if args.command == "train":
+            from fashion.train import main as train_main
+        else:
+            from fashion import infer
+            from shared.runtime import set_threads
     if args.command == "train":
-        from fashion.train import main as train_main
-
         train_main(cfg)
         return 0
-    from fashion import infer
-    from shared.runtime import set_threads
-
     setup_logging()
     if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
         log.info(note)
@@ -61,4 +64,6 @@ def _main(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with collector_paused():
+        from shared.rundir import run_cli
     return run_cli(_main, argv, "fashion")

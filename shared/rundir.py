@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from shared import distributed
+from shared.collector import no_collection_at_exit
 from shared.errors import UserError, WriteFailed
 from shared.interrupt import RunInterrupted
 
@@ -166,6 +167,7 @@ def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | N
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    no_collection_at_exit()  # a second or two of every process (shared.collector)
     try:
         try:
             return int(main(argv) or 0)
