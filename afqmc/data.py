@@ -13,8 +13,6 @@ from typing import Any, Sequence
 
 import torch
 
-from shared.collector import collector_paused
-
 
 log = logging.getLogger("pairtrain")
 
@@ -36,11 +34,10 @@ def encode(tokenizer: Any, pairs: Sequence[Pair], max_length: int,
     ``match_types``: mark the tokens that also occur in the other sentence (:func:`match_token_types`).
     """
     out: list[dict[str, list[int]]] = []
-    with collector_paused():  # a list per pair and field, all kept: nothing to collect (shared.collector)
-        for i in range(0, len(pairs), 2048):  # chunks keep memory flat; the fast tokenizer is parallel
-            chunk = pairs[i:i + 2048]
-            out += encode_texts(tokenizer, [p.sentence1 for p in chunk], [p.sentence2 for p in chunk], max_length,
-                                match_types)
+    for i in range(0, len(pairs), 2048):  # chunks keep memory flat; the fast tokenizer is parallel
+        chunk = pairs[i:i + 2048]
+        out += encode_texts(tokenizer, [p.sentence1 for p in chunk], [p.sentence2 for p in chunk], max_length,
+                            match_types)
     return out
 
 

@@ -23,6 +23,7 @@ from afqmc.pretrain import mlm_warmup
 from afqmc.sources import PairFile, read_labelled, read_pairs
 from afqmc.stream import StreamingPairBatches, iter_pairs, scan_records
 from shared import distributed
+from shared.collector import collector_paused
 from shared.epochs import Trainer, run_epochs
 from shared.flops import training_flops_per_example
 from shared.loops import evaluate
@@ -95,7 +96,8 @@ class TrainData:
         self.cfg, self.source, self.labels, self.pad = cfg, source, labels, tokenizer.pad_token_id
         self.label_counts, self.total = label_counts, sum(label_counts)  # training examples per label, in all
         if pairs is not None:
-            self.x, self.y = encode(tokenizer, pairs, cfg.max_length, match_types), [p.label for p in pairs]
+            with collector_paused():  # a list per pair and field, all kept: nothing to collect (shared.collector)
+                self.x, self.y = encode(tokenizer, pairs, cfg.max_length, match_types), [p.label for p in pairs]
             self.lengths = [len(f["input_ids"]) for f in self.x]
             self.batches_per_epoch = len(train_plan(cfg, self.lengths, 0))
         else:

@@ -12,7 +12,9 @@ benchmarks/afqmc_vs_hf_trainer.py 61.8 -> 56.8 s, `afqmc predict` on AFQMC's dev
 
 ``gc.freeze()`` moves every object alive at that moment into a generation the collector never visits
 (the documented use is before a fork; it serves here for the same reason: those objects stay for the
-life of the process). Cyclic garbage made later is still collected as usual.
+life of the process). Cyclic garbage made later is still collected as usual, but garbage alive at a
+freeze never is: so the pause is only for one-off stretches of a command (its imports, tokenising the
+training set), never for work a long-lived process repeats (each request to ``afqmc serve``).
 """
 
 from __future__ import annotations

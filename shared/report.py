@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from shared.atomic import write_bytes
-from shared.collector import collector_paused
 from shared.loops import TrainState
 from shared.selection import best_record
 
@@ -28,11 +27,10 @@ def pyplot() -> Any | None:
     """matplotlib.pyplot on the Agg backend, or None (with a one-time notice) when not installed."""
     global _warned
     try:
-        with collector_paused():  # ~0.8 s of imports (shared.collector)
-            import matplotlib
+        import matplotlib
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
     except ImportError:
         if not _warned:
             log.info("plots skipped: install the plots extra (pip install 'pairtrain[plots]') for PNG charts")

@@ -85,3 +85,14 @@ def test_readme_python_section_works_as_written_on_a_scratch_model(scratch_run, 
     assert (tmp_path / "my-model" / "tokenizer.json").is_file()
     lines = r.stdout.splitlines()
     assert len(lines) == 3 and lines[0].split()[0] in ("0", "1") and lines[-1] in ("0", "1")
+
+
+def test_scoring_leaves_the_garbage_collector_alone(scratch_run):
+    """A server scores for its whole life: freezing per request would keep each request's cyclic
+    garbage forever (shared.collector is for one-off stretches of a command only)."""
+    import gc
+
+    scorer = PairScorer.from_dir(scratch_run / "run" / "best")
+    gc.unfreeze()
+    scorer.predict([("花呗怎么还款", "花呗如何还钱")] * 3)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
