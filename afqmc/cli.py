@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from typing import Callable, Sequence
 
 from shared.collector import collector_paused
 
@@ -27,40 +27,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _main(argv: Sequence[str]) -> int:
-    with collector_paused():  # mostly imports: torch, transformers (shared.collector)
-        from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
-        from shared.config import from_args
-        from shared.rundir import log, setup_logging
+def _prepare(argv: Sequence[str]) -> Callable[[], object]:
+    """Parse ``argv`` and import what the command needs (run_cli pauses the garbage collector for this)."""
+    from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
+    from shared.config import from_args
+    from shared.rundir import run_inference
 
-        args = build_parser().parse_args(argv)
-        commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig, "serve": ServeConfig}
-        cfg = from_args(commands[args.command], args)
-        if args.command == "train":
-            from afqmc.train import main as train_main
-        else:
-            from afqmc import infer
-            from shared.runtime import set_threads
+    args = build_parser().parse_args(argv)
+    commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig, "serve": ServeConfig}
+    cfg = from_args(commands[args.command], args)
     if args.command == "train":
-        train_main(cfg)
-        return 0
-    setup_logging()
-    if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
-        log.info(note)
+        from afqmc.train import main as train_main
+
+        return lambda: train_main(cfg)
     if args.command == "serve":
         from afqmc.serve import run_serve
 
-        run_serve(cfg)
-    elif args.command == "eval":
-        infer.run_eval(cfg)
-    elif cfg.pair:
-        infer.run_predict_pair(cfg)
-    else:
-        infer.run_predict_file(cfg)
-    return 0
+        return lambda: run_inference(cfg, run_serve)
+    from afqmc import infer
+
+    run = infer.run_eval if args.command == "eval" else infer.run_predict_pair if cfg.pair else infer.run_predict_file
+    return lambda: run_inference(cfg, run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with collector_paused():
+    with collector_paused():  # shared.rundir brings torch (shared.collector)
         from shared.rundir import run_cli
-    return run_cli(_main, argv, "afqmc")
+    return run_cli(_prepare, argv, "afqmc")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from typing import Callable, Sequence
 
 from shared.collector import collector_paused
 
@@ -35,35 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _main(argv: Sequence[str]) -> int:
-    with collector_paused():  # mostly imports: torch (shared.collector)
-        from fashion.config import EvalConfig, LoadConfig, TrainConfig
-        from shared.config import from_args
-        from shared.rundir import log, setup_logging
+def _prepare(argv: Sequence[str]) -> Callable[[], object]:
+    """Parse ``argv`` and import what the command needs (run_cli pauses the garbage collector for this)."""
+    from fashion.config import EvalConfig, LoadConfig, TrainConfig
+    from shared.config import from_args
+    from shared.rundir import run_inference
 
-        args = build_parser().parse_args(argv)
-        cfg = from_args({"train": TrainConfig, "eval": EvalConfig}.get(args.command, LoadConfig), args)
-        if args.command == "train":
-            from fashion.train import main as train_main
-        else:
-            from fashion import infer
-            from shared.runtime import set_threads
+    args = build_parser().parse_args(argv)
+    cfg = from_args({"train": TrainConfig, "eval": EvalConfig}.get(args.command, LoadConfig), args)
     if args.command == "train":
-        train_main(cfg)
-        return 0
-    setup_logging()
-    if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
-        log.info(note)
+        from fashion.train import main as train_main
+
+        return lambda: train_main(cfg)
+    from fashion import infer
+
     if args.command == "eval":
-        infer.run_eval(cfg)
-    elif args.command == "predict":
-        infer.run_predict(cfg.model_dir, args.files, cfg.trust_pickle, args.invert, args.grid)
-    else:
-        infer.run_export(cfg.model_dir, args.output)
-    return 0
+        return lambda: run_inference(cfg, infer.run_eval)
+    if args.command == "predict":
+        return lambda: run_inference(cfg, lambda c: infer.run_predict(c.model_dir, args.files, c.trust_pickle,
+                                                                      args.invert, args.grid))
+    return lambda: run_inference(cfg, lambda c: infer.run_export(c.model_dir, args.output))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with collector_paused():
+    with collector_paused():  # shared.rundir brings torch (shared.collector)
         from shared.rundir import run_cli
-    return run_cli(_main, argv, "fashion")
+    return run_cli(_prepare, argv, "fashion")

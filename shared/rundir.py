@@ -19,12 +19,12 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
 from shared import distributed
-from shared.collector import no_collection_at_exit
+from shared.collector import collector_paused, no_collection_at_exit
 from shared.errors import UserError, WriteFailed
 from shared.interrupt import RunInterrupted
 
@@ -154,14 +154,28 @@ def setup_logging(log_file: str | os.PathLike | None = None, quiet: bool = False
     return log
 
 
+def run_inference(cfg: Any, run: Callable[[Any], Any]) -> None:
+    """An inference command (eval, predict, serve): console logging, ``--threads`` (fewer when other
+    work keeps the cores busy), then ``run(cfg)``."""
+    from shared.runtime import set_threads
+
+    setup_logging()
+    if hasattr(cfg, "threads") and (note := set_threads(cfg.threads, adapt=True)):
+        log.info(note)
+    run(cfg)
+
+
 def _resume_command(prog: str, argv: Sequence[str]) -> str:
     return shlex.join([prog, *argv] + ([] if "--resume" in argv else ["--resume"]))
 
 
-def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None, prog: str) -> int:
-    """Run ``main(argv)``; user errors become one line on stderr and exit code 2.
+def run_cli(prepare: Callable[[Sequence[str]], Callable[[], object]], argv: Sequence[str] | None, prog: str) -> int:
+    """Run the command that ``prepare(argv)`` returns (exit code 0); user errors become one line on stderr
+    and exit code 2.
 
-    A torch.distributed process group that ``main`` joined is left on the way out.
+    ``prepare`` parses the arguments and imports what the command needs, with the garbage collector
+    paused (mostly torch and transformers: see shared.collector); the command runs with it on. A
+    torch.distributed process group that the command joined is left on the way out.
 
     ``--debug`` anywhere on the command line shows the full traceback instead.
     """
@@ -170,7 +184,10 @@ def run_cli(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | N
     no_collection_at_exit()  # a second or two of every process (shared.collector)
     try:
         try:
-            return int(main(argv) or 0)
+            with collector_paused():
+                command = prepare(argv)
+            command()
+            return 0
         finally:
             distributed.teardown()  # leave a torchrun process group, whatever happened
     except UserError as e:
