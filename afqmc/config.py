@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from afqmc.settings import InferenceSettings
 from afqmc.sources import PairFile
 from shared.config import RunOptions, option, raise_problems, shared_option
 from shared.errors import UserError
@@ -133,14 +134,16 @@ class ScorerOptions:
 
     model_dir: str = _f("", "a model directory, e.g. runs/afqmc/best", required=True)
     batch_size: int = _f(64, "pairs per batch (batches are length-sorted)")
-    max_length: int = _f(128, "truncate pairs to this many tokens (use the value the model was trained with)")
+    max_length: int | None = _f(None, "truncate pairs to this many tokens (default: the value the model was "
+                                      "trained with, saved in its config.json; 128 for models saved before it was)",
+                                no_default_help=True)
     device: str = shared_option("device", "auto")
     threads: int = shared_option("threads", 0)
     precision: Literal["auto", "fp32", "bf16"] = shared_option("precision", "auto")
 
     def scorer_problems(self) -> list[str]:
-        problems = ["--batch-size and --max-length must be at least 1"] if min(self.batch_size, self.max_length) < 1 \
-            else []
+        too_small = self.batch_size < 1 or (self.max_length is not None and self.max_length < 1)
+        problems = ["--batch-size and --max-length must be at least 1"] if too_small else []
         return problems + (["--threads must not be negative"] if self.threads < 0 else [])
 
 
@@ -150,15 +153,19 @@ class InferConfig(ScorerOptions):
 
     skip_bad_lines: bool = _f(False, "skip (and count) malformed lines instead of stopping")
     text_columns: str | None = _f(None, "the two text columns of --file, or field numbers of a headerless "
-                                        "TSV/CSV (default: detect, as in train)", metavar="A,B")
-    label_column: str | None = _f(None, "the label column of --file, or its field number (default: detect)",
-                                  metavar="L")
+                                        "TSV/CSV (default: those training was given, saved with the model, "
+                                        "else detect)", metavar="A,B")
+    label_column: str | None = _f(None, "the label column of --file, or its field number (default: the one "
+                                        "training was given, else detect)", metavar="L")
 
     def __post_init__(self) -> None:
         raise_problems(self.scorer_problems() + column_problems(self.text_columns, self.label_column))
 
-    def pair_file(self, spec: str) -> PairFile:
-        return PairFile(spec, text_column_pair(self.text_columns), self.label_column)
+    def pair_file(self, spec: str, saved: InferenceSettings, need_label: bool) -> PairFile:
+        """``spec`` with the columns given here, else those the model was trained with. Unlabelled files
+        (predict) take no saved label column: a file to label need not have one."""
+        label = self.label_column or (saved.label_column if need_label else None)
+        return PairFile(spec, text_column_pair(self.text_columns) or saved.text_columns, label)
 
 
 @dataclass(frozen=True)

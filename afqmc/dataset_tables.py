@@ -35,6 +35,10 @@ def load_dataset_source(spec: str, kind: str) -> Any:
     import datasets
 
     datasets.disable_progress_bars()
+    # datasets logs its own line for a file it cannot read ("Failed to read schema ...") before raising;
+    # the one-line error below says it, so its log stays quiet (the --debug traceback keeps the cause).
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 1)
     try:
         if kind == "parquet":
             if not Path(spec).is_file():
@@ -48,6 +52,8 @@ def load_dataset_source(spec: str, kind: str) -> Any:
     except Exception as e:  # pyarrow/datasets raise many types for a damaged or foreign file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{spec}: cannot read as {kind} ({first})") from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
 
 
 def _from_disk(spec: str, datasets: Any) -> Any:

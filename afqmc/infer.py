@@ -34,7 +34,8 @@ def scorer_for(cfg: InferConfig) -> PairScorer:
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     scorer = scorer_for(cfg)
     labels = scorer.labels
-    pairs = read_pairs(cfg.pair_file(cfg.file), labels, need_label=True, skip_bad=cfg.skip_bad_lines)
+    pairs = read_pairs(cfg.pair_file(cfg.file, scorer.settings, True), labels, need_label=True,
+                       skip_bad=cfg.skip_bad_lines)
     features = scorer.encode(pairs)
     batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, cfg.batch_size),
                           scorer.tokenizer.pad_token_id)
@@ -43,10 +44,10 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     if scorer.threshold is not None:
         metrics = at_threshold(metrics, scorer.threshold)
     names = class_names(labels)
+    if scorer.threshold is not None:  # the headline with the argmax figure beside it: is the threshold worth it?
+        log.info(f"accuracy {100 * metrics['accuracy']:.2f}% at decision threshold {scorer.threshold:.4f} "
+                 f"(tuned on dev in training; argmax: {100 * metrics['argmax_accuracy']:.2f}%)")
     log.info(report_text(metrics, names))
-    if scorer.threshold is not None:
-        log.info(f"decision threshold {scorer.threshold:.4f} (tuned on dev in training, used above); "
-                 f"argmax accuracy {100 * metrics['argmax_accuracy']:.2f}%")
     if cfg.report:
         write_eval_report(Path(cfg.report), metrics, names, f"{cfg.model_dir} on {cfg.file}")
     log.info(f"loss: {metrics['loss']:.6f}")
@@ -65,12 +66,13 @@ def run_predict_file(cfg: PredictConfig) -> None:
         raise UserError(f"--output {out}: folder {out.parent} does not exist")
     scorer = scorer_for(cfg)
     labels = scorer.labels
-    pairs = read_pairs(cfg.pair_file(cfg.file), labels, need_label=False, skip_bad=cfg.skip_bad_lines)
+    pairs = read_pairs(cfg.pair_file(cfg.file, scorer.settings, False), labels, need_label=False,
+                       skip_bad=cfg.skip_bad_lines)
     started = time.perf_counter()
     probs = scorer.probabilities(pairs)
     seconds = time.perf_counter() - started
     log.info(f"predicted {len(pairs)} pairs in {seconds:.2f}s ({len(pairs) / max(seconds, 1e-9):.1f} pairs/s, "
-             "tokenisation included)")
+             f"tokenisation included); labels decided by {scorer.decided_by}")
     pred = scorer.decide(probs)
     lines = [json.dumps({"id": p.id if p.id is not None else p.index, "label": labels[k]}, ensure_ascii=False)
              for p, k in zip(pairs, pred)]
@@ -96,5 +98,5 @@ def run_predict_pair(cfg: PredictConfig) -> dict[str, Any]:
     name = class_names(scorer.labels)[scorer.labels.index(label)]
     shown = label if name == label else f"{label} ({name})"
     others = ", ".join(f"{lab}: {p:.4f}" for lab, p in result["probabilities"].items())
-    log.info(f"label: {shown}  probability: {result['probability']:.4f}  ({others})")
+    log.info(f"label: {shown}  probability: {result['probability']:.4f}  ({others}; decided by {scorer.decided_by})")
     return result

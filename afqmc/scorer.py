@@ -7,7 +7,7 @@ silently drop the match token types that scratch models are trained with.
 
     scorer = PairScorer.from_dir("runs/afqmc/best")
     scorer.predict([("花呗怎么还款", "花呗如何还钱")])
-    # [{'label': '1', 'probability': 0.93, 'probabilities': {'0': 0.07, '1': 0.93}}]
+    # [{'label': '1', 'probability': 0.93, 'probabilities': {'0': 0.07, '1': 0.93}, 'threshold': None}]
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from afqmc.data import Pair, PairBatches, encode, length_sorted_batches
-from afqmc.model import inference_model, uses_match_types
+from afqmc import settings
+from afqmc.model import inference_model
 from afqmc.modeldir import load_model_dir
 from afqmc.charsets import lone_surrogate
 from shared.errors import UserError
@@ -41,17 +42,19 @@ class PairScorer:
     """
 
     def __init__(self, tokenizer: Any, model: nn.Module, labels: Sequence[str], *, device: str = "auto",
-                 precision: str = "auto", max_length: int = 128, batch_size: int = 64):
-        if max_length < 1 or batch_size < 1:
+                 precision: str = "auto", max_length: int | None = None, batch_size: int = 64):
+        if (max_length is not None and max_length < 1) or batch_size < 1:
             raise UserError("max_length and batch_size must be at least 1")
+        # What training used (afqmc.settings): truncation, token types, columns, the decision threshold.
+        self.settings = settings.read(model.config)
         self.tokenizer, self.labels = tokenizer, list(labels)
-        self.max_length, self.batch_size = max_length, batch_size
+        self.max_length = max_length if max_length is not None else self.settings.max_length
+        self.batch_size = batch_size
         self.device = select_device(device)
-        self.match_types = uses_match_types(model.config)
+        self.match_types = self.settings.match_types
         # Binary models trained with --tune-threshold label a pair with the second label when its
         # probability reaches this threshold (None: the most probable label).
-        self.threshold: float | None = getattr(model.config, "decision_threshold", None) if len(self.labels) == 2 \
-            else None
+        self.threshold: float | None = self.settings.threshold if len(self.labels) == 2 else None
         self.model = on_device(model, self.device, precision)
 
     @classmethod
@@ -89,10 +92,18 @@ class PairScorer:
             return probs.argmax(-1)
         return (probs[..., 1] >= self.threshold).astype(np.int64)
 
+    @property
+    def decided_by(self) -> str:
+        """How labels are chosen, in words: the saved threshold or the argmax."""
+        if self.threshold is None:
+            return "argmax (the most probable label)"
+        return f"the decision threshold {self.threshold:.4f} on P({self.labels[1]}) tuned in training"
+
     def describe(self, probs: np.ndarray) -> dict[str, Any]:
+        """``threshold``: the one that decided the label (None: the argmax did)."""
         k = int(self.decide(probs))
         return {"label": self.labels[k], "probability": float(probs[k]),
-                "probabilities": {lab: float(p) for lab, p in zip(self.labels, probs)}}
+                "probabilities": {lab: float(p) for lab, p in zip(self.labels, probs)}, "threshold": self.threshold}
 
 
 def _pair(index: int, pair: tuple[str, str]) -> Pair:

@@ -10,11 +10,13 @@ collected from the training data in numeric-aware order, so ``0``/``1`` stay cla
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from afqmc.data import Pair
-from afqmc.tables import BadLine, MissingLabel, Table, WrongEncoding, open_table
+from afqmc.tables import BadLine, MissingLabel, Table, WrongEncoding, kind_of, open_table
 from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")
@@ -49,8 +51,27 @@ def _as_file(source: PairFile | str | Any) -> PairFile:
     return source if isinstance(source, PairFile) else PairFile(str(source))
 
 
-def _key(name: str, positional: bool) -> str:
-    return f"#{name}" if positional and name.isdigit() else name
+def _key(name: str, table: Table) -> str:
+    """A column named on the command line: a header name, or a field number from 1 (for a file with a
+    header too: ``--text-columns 1,2`` reads its first two columns)."""
+    if table.positional and name.isdigit():
+        return f"#{name}"
+    if name.isdigit() and name not in table.columns and table.header and 1 <= int(name) <= len(table.header):
+        return table.header[int(name) - 1]
+    return name
+
+
+def _label_column(columns: Sequence[str]) -> str | None:
+    """The first column named like a label (``label``, ``Label``, ``gold_label`` ...)."""
+    return next((c for name in LABEL_COLUMNS for c in columns if c.lower() == name), None)
+
+
+def _two_texts_beside_label(columns: Sequence[str]) -> tuple[str, str] | None:
+    """A header of exactly two text columns beside a label (and an id) column, whatever the texts' names:
+    ``query,candidate,label``."""
+    label = _label_column(columns)
+    rest = [c for c in columns if c != label and c.lower() not in ID_COLUMNS]
+    return (rest[0], rest[1]) if label is not None and len(rest) == 2 else None
 
 
 def describe(column: str) -> str:
@@ -61,7 +82,7 @@ def resolve_columns(table: Table, pf: PairFile, need_label: bool) -> Columns:
     """Which columns of ``table`` to read; raises UserError naming the file when they are not there."""
     pos, have, schemaless = table.positional, set(table.columns), table.kind == "jsonl"
     if pf.text_columns:
-        first, second = (_key(c, pos) for c in pf.text_columns)
+        first, second = (_key(c, table) for c in pf.text_columns)
     elif pos:
         if len(table.columns) not in (2, 3):
             first_line = ", ".join(f.strip()[:20] for f in table.first_line or [])
@@ -73,16 +94,20 @@ def resolve_columns(table: Table, pf: PairFile, need_label: bool) -> Columns:
         first, second = "#1", "#2"
     else:
         found = [p for p in TEXT_PAIRS if p[0] in have and p[1] in have]
+        if not found and table.header and (beside := _two_texts_beside_label(table.header)):
+            found = [beside]
+            log.info(f"{table.name}: sentence columns {beside[0]!r} and {beside[1]!r} (the header's two columns "
+                     "beside the label; name others with --text-columns A,B)")
         if not found and not schemaless:
             raise UserError(f"{table.name}: no sentence columns found among {', '.join(table.columns)} (looked for "
                             f"{', '.join('/'.join(p) for p in TEXT_PAIRS)}); name them with --text-columns A,B")
         first, second = found[0] if found else TEXT_PAIRS[0]
     if pf.label_column:
-        label = _key(pf.label_column, pos)
+        label = _key(pf.label_column, table)
     elif pos:
         label = "#3" if len(table.columns) == 3 else None
     else:
-        label = next((c for c in LABEL_COLUMNS if c in have), "label" if schemaless else None)
+        label = _label_column(table.columns) or ("label" if schemaless else None)
     wanted = [first, second] + ([label] if label and (pf.label_column or need_label) else [])
     named = [*(pf.text_columns or ()), *([pf.label_column] if pf.label_column else [])]
     if missing := [c for c in wanted if c not in have and (not schemaless or c in named)]:
@@ -188,7 +213,7 @@ def iter_records(source: PairFile | str, need_label: bool, skip_bad: bool,
     quietly). With ``known``, a label outside it is a defect.
     """
     pf = _as_file(source)
-    table = open_table(pf.spec, [",".join(pf.text_columns)] if pf.text_columns else [",".join(p) for p in TEXT_PAIRS])
+    table = open_table(pf.spec, _names_in_use(pf))
     try:
         cols = resolve_columns(table, pf, need_label)
     except MissingLabel as e:
@@ -218,6 +243,45 @@ def iter_records(source: PairFile | str, need_label: bool, skip_bad: bool,
                                                     " (the file is empty)"))
 
 
+def _names_in_use(pf: PairFile) -> list[str]:
+    """The column-name groups whose presence makes a TSV/CSV's first line a header (see tables.open_table)."""
+    texts = [",".join(pf.text_columns)] if pf.text_columns else [",".join(p) for p in TEXT_PAIRS]
+    labels = [pf.label_column] if pf.label_column and not pf.label_column.isdigit() else list(LABEL_COLUMNS)
+    return [g for g in texts + labels if not all(name.isdigit() for name in g.split(","))]
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]{0,31}")
+
+
+def refuse_header_as_data(source: PairFile | str, first: tuple[str, str | None] | None, counts: Counter[str]) -> None:
+    """A headerless TSV/CSV whose first line looks like a header with names we do not know (``q,c,y``) is
+    refused rather than learned as a pair (it would add a class). It looks like one when its label occurs on
+    no other line and either every field of the line is an identifier-like name, or its label is a word where
+    every other label is a number."""
+    pf = _as_file(source)
+    if first is None or first[1] is None or counts[first[1]] != 1 or kind_of(pf.spec) not in ("tsv", "csv"):
+        return
+    table = open_table(pf.spec, _names_in_use(pf))
+    if not table.positional:
+        return
+    where, label = first
+    fields = [f.strip() for f in table.first_line or []]
+    others_numeric = all(_is_number(lab) for lab in counts if lab != label) and not _is_number(label)
+    if not (others_numeric or all(_NAME.fullmatch(f) for f in fields)):
+        return
+    raise UserError(f"{where}: looks like a header, not a pair ({', '.join(fields)}): its label {label!r} occurs "
+                    "on no other line. If it is a header, name the columns (--text-columns A,B --label-column L); "
+                    f"if {label!r} really is a label, list the labels with --labels")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def sort_labels(labels: set[str]) -> list[str]:
     """Numbers in numeric order first (so "2" < "10"), then other labels alphabetically."""
     def key(label: str) -> tuple[int, float, str]:
@@ -239,7 +303,9 @@ def read_labelled(source: PairFile | str, labels: Sequence[str] | None, need_lab
     """Records and the label list: ``labels`` as given, or (None) collected from the file."""
     records = list(iter_records(source, need_label, skip_bad, known=labels))
     if labels is None:
-        labels = collected_labels({r[3] for r in records if r[3] is not None}, source)
+        counts = Counter(r[3] for r in records if r[3] is not None)
+        refuse_header_as_data(source, (records[0][0], records[0][3]), counts)
+        labels = collected_labels(set(counts), source)
     return list(as_pairs(records, labels)), list(labels)
 
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from afqmc.data import Pair, collate, encode_texts
-from afqmc.sources import PairFile, as_pairs, collected_labels, iter_records
+from afqmc.sources import PairFile, as_pairs, collected_labels, iter_records, refuse_header_as_data
 from shared import distributed
 from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
 
@@ -29,7 +29,13 @@ def iter_pairs(source: PairFile, labels: Sequence[str], skip_bad: bool, report: 
 def scan_records(source: PairFile, labels: Sequence[str] | None, skip_bad: bool) -> tuple[list[str], list[int]]:
     """One validating pass over the file (so errors surface before training starts): the label list
     (``labels``, or collected from the file when None) and the number of records with each label."""
-    seen = Counter(label for _, _, _, label, _ in iter_records(source, True, skip_bad, known=labels))
+    seen: Counter[str] = Counter()
+    first = None
+    for where, _, _, label, _ in iter_records(source, True, skip_bad, known=labels):
+        first = first or (where, label)
+        seen[label] += 1
+    if labels is None:
+        refuse_header_as_data(source, first, seen)
     labels = list(labels) if labels is not None else collected_labels(set(seen), source)
     return labels, [seen[label] for label in labels]
 

@@ -73,8 +73,8 @@ def kind_of(spec: str) -> str:
 
 
 def open_table(spec: str, names_in_use: list[str]) -> Table:
-    """Open ``spec``; ``names_in_use`` (columns asked for or commonly used) decide whether the first
-    line of a TSV/CSV is a header: it is when it contains the text columns in use."""
+    """Open ``spec``; ``names_in_use`` (groups of column names asked for or commonly used, comma-joined)
+    decide whether the first line of a TSV/CSV is a header: it is when it holds every name of a group."""
     kind = kind_of(spec)
     if kind == "jsonl":
         return _jsonl_table(spec)
@@ -257,8 +257,10 @@ def _delimited_table(spec: str, kind: str, names_in_use: list[str]) -> Table:
 
 
 def _is_header(fields: list[str], names_in_use: list[str]) -> bool:
-    present = {f.strip() for f in fields}
-    return any(all(name in present for name in group.split(",")) for group in names_in_use)
+    """A first line holding all the names of one group in use (a text column pair, or one label column name,
+    in any case: ``Label`` is a header too) is a header. A data line never has a field called "label"."""
+    present = {f.strip().lower() for f in fields}
+    return any(all(name.lower() in present for name in group.split(",")) for group in names_in_use)
 
 
 def _keyed(path: Path, records: Any, columns: list[str], sep: str) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:

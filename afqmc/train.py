@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from afqmc import class_names
-from afqmc.config import RESUME_MAY_DIFFER, TrainConfig
+from afqmc import settings
+from afqmc.config import RESUME_MAY_DIFFER, TrainConfig, text_column_pair
 from afqmc.data import PairBatches, collate, encode, length_grouped_batches, length_sorted_batches
 from afqmc.model import inference_model, uses_match_types
 from afqmc.modeldir import from_source, save_model_dir
@@ -131,6 +132,7 @@ def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[in
 
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
         data: TrainData, dev_pairs: list, found: tuple[Path, dict[str, Any]] | None) -> dict[str, Any]:
+    settings.record(net.config, cfg.max_length, text_column_pair(cfg.text_columns), cfg.label_column)
     model = distributed.wrap(net.to(device), device)
     dev_x = encode(tokenizer, dev_pairs, cfg.max_length, uses_match_types(net.config))
     dev_y = [p.label for p in dev_pairs]

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="invert pixel values (for dark items on a light background) (default: off)")
     pr.add_argument("--grid", metavar="PNG",
                     help="also draw the images with their top class and probability into this PNG (optional)")
-    ex = command("export", LoadConfig, "save the whole model with torch.save(model) (the tutorial's way)")
+    ex = command("export", LoadConfig, "save the whole model with torch.save(model) (the tutorial's way). "
+                 "The saved module takes pixels in [0, 1] as ToTensor() gives them, shape (N, 1, 28, 28) or "
+                 "(N, 28, 28), and standardises them itself; it returns logits of the 10 classes")
     ex.add_argument("--output", required=True, help="file to write, e.g. model.pth (required)")
     return parser
 

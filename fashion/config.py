@@ -35,6 +35,9 @@ class TrainConfig(RunOptions):
     loader: Literal["tensor", "iterable"] = _f(
         "tensor", "tensor: batches sliced from memory; iterable: IterableDataset + DataLoader workers")
     num_workers: int = _f(0, "DataLoader worker processes for --loader iterable")
+    val_size: float = _f(0.1, "validation images held out of the training set (seeded by --seed) to select best/ "
+                              "and for --patience: a fraction below 1 or a count; 0: none, best/ is then the "
+                              "last model. The test set is evaluated once, on the selected model")
 
     def __post_init__(self) -> None:
         # Architecture-dependent defaults are resolved once here, so that what is recorded is what was used.
@@ -53,6 +56,10 @@ class TrainConfig(RunOptions):
         for name in ("dropout", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1) (got {getattr(self, name)})")
+        if self.val_size < 0 or (self.val_size >= 1 and not float(self.val_size).is_integer()):
+            problems.append(f"--val-size must be 0, a fraction below 1 or a whole count (got {self.val_size:g})")
+        if self.val_size == 0 and self.patience:
+            problems.append("--patience needs a validation split to watch (--val-size above 0)")
         if self.num_workers < 0 or self.weight_decay < 0:
             problems.append("--num-workers and --weight-decay must not be negative")
         raise_problems(problems)
@@ -63,7 +70,7 @@ RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interva
                      "save_every_steps", "data_dir", "download")
 # What a checkpoint trained with when it predates a setting: the field's default, except where the
 # default is resolved per architecture (checkpoints from before --hflip trained without flips).
-PREDATING_DEFAULTS = {**field_defaults(TrainConfig), "hflip": 0.0}
+PREDATING_DEFAULTS = {**field_defaults(TrainConfig), "hflip": 0.0, "val_size": 0.0}
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,11 @@ class LoadConfig:
 
     model_dir: str = _f("", "a model directory (e.g. runs/fashion/best) or a whole-model .pth file", required=True)
     trust_pickle: bool = _f(False, "allow loading a whole pickled model (.pth): only for files you trust")
+    threads: int = shared_option("threads", 0)
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise UserError("--threads must not be negative")
 
 
 @dataclass(frozen=True)
@@ -83,12 +95,10 @@ class EvalConfig(LoadConfig):
     download: bool = _f(True, "download the split's files when they are not in --data-dir")
     precision: Literal["auto", "fp32", "bf16"] = shared_option("precision", "auto")
     device: str = shared_option("device", "auto")
-    threads: int = shared_option("threads", 0)
     report: str | None = _f(None, "also write confusion.png, per_class.csv and report.md into this folder",
                             metavar="DIR")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1 (got {self.batch_size})")
-        if self.threads < 0:
-            raise UserError("--threads must not be negative")

@@ -230,3 +230,15 @@ class FashionIterable(IterableDataset):
         copy.start, copy.end = shard_bounds(self.start, self.end, *current_shard())
         copy.epoch, copy.total = self.epoch, self.total
         return copy
+
+
+def validation_split(n: int, size: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, validation indices) of ``n`` training images: ``size`` of them (a fraction
+    below 1 or a count) drawn by ``seed``, each side in ascending order. A function of its arguments
+    only, so a resumed run holds out exactly the same images."""
+    count = int(round(size * n)) if size < 1 else int(size)
+    if size > 0 and not 1 <= count < n:
+        raise UserError(f"--val-size {size:g}: holds out {count} of {n} training images; it must leave at least "
+                        "one on each side")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7_919 + 104_729))
+    return order[count:].sort().values, order[:count].sort().values

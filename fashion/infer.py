@@ -14,7 +14,7 @@ from torch import nn
 from fashion import CLASSES, DEFAULT_DATA_DIR
 from fashion.config import EvalConfig
 from fashion.data import MEAN, STD, TensorBatches, chunk, load_split, to_tensor
-from fashion.model import build_model
+from fashion.model import PixelInput, build_model
 from fashion.plots import prediction_grid
 from shared.atomic import atomic_dir, verify_dir, write_json
 from shared.checkpoint import load_weights, load_whole_model, save_weights, save_whole_model
@@ -176,9 +176,13 @@ def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bo
 
 
 def run_export(model_dir: str, output: str) -> None:
-    """Save the whole model with ``torch.save(model)`` as the tutorial does."""
-    model, meta = load_model(model_dir)
-    model.fashion_meta = {"arch": meta["arch"], "normalize": meta.get("normalize", True),
+    """Save the whole model with ``torch.save(model)`` as the tutorial does: a :class:`PixelInput` that
+    takes pixels in [0, 1] and standardises them itself when the model was trained on standardised pixels."""
+    net, meta = load_model(model_dir)
+    normalize = meta.get("normalize", True)
+    model = PixelInput(net, MEAN if normalize else None, STD if normalize else None).eval()
+    # Inputs are plain pixels now: loaders (fashion eval/predict --trust-pickle) must not standardise again.
+    model.fashion_meta = {"arch": meta["arch"], "normalize": False, "input": "pixels in [0, 1]",
                           "data_dir": meta.get("data_dir")}
     out = Path(output)
     if out.is_dir():

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,22 +46,71 @@ def current_umask() -> int:
     return mask
 
 
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+
+
+def as_os_error(e: BaseException, path: str | os.PathLike) -> OSError | None:
+    """The OSError behind a library writer's failure, or None when it was not one.
+
+    Library writers report a full disk in their own words: safetensors (Rust) raises ``SafetensorError:
+    ... No space left on device (os error 28)``, and ``torch.save`` a ``RuntimeError: [enforce fail at
+    inline_container.cc] ... file write failed`` that has lost the errno (see :class:`_ErrorKeepingFile`).
+    Turned back into the OSError they were, every writer's ENOSPC/EDQUOT/EROFS/EIO/EFBIG becomes the same
+    one-line error (``shared.rundir.run_cli``, ``shared.epochs``)."""
+    if isinstance(e, OSError):
+        return e
+    if isinstance(e.__cause__, OSError):
+        return e.__cause__
+    if (found := _OS_ERROR_IN_TEXT.search(str(e))) is not None:
+        number = int(found.group(1))
+        return OSError(number, os.strerror(number), str(path))
+    return None
+
+
+class _ErrorKeepingFile:
+    """A binary file that remembers the OSError its last failed write raised. ``torch.save`` writes
+    through ``write`` from C++ and reports a failure as a RuntimeError without the errno; this keeps it."""
+
+    def __init__(self, f: Any):
+        self._f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Any]:
     """Open a binary file that appears at ``path`` only once fully written and fsynced.
 
     The file gets the permissions of any file the user creates (0666 less the umask), not
-    ``mkstemp``'s private 0600: a shared run directory must stay readable by colleagues.
+    ``mkstemp``'s private 0600: a shared run directory must stay readable by colleagues. A failed
+    write raises the OSError it was (:func:`as_os_error`) and leaves the previous file as it was.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    f = None
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as raw:
+            f = _ErrorKeepingFile(raw)
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        error = f.error if f is not None and f.error is not None else as_os_error(e, path)
+        if error is None or error is e:
+            raise
+        raise error from e
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -115,6 +165,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         _fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        error = as_os_error(e, path)
+        if error is None or error is e:
+            raise
+        raise error from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

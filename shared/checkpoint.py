@@ -149,7 +149,7 @@ def save_training_checkpoint(root: str | os.PathLike, state: dict[str, Any], ste
     final = root / f"{CKPT_PREFIX}{step:010d}"
     _check_free_space(root, final)
     with atomic_dir(final) as tmp:
-        with open(tmp / TRAIN_STATE, "wb") as f:
+        with atomic_write(tmp / TRAIN_STATE) as f:  # torch.save's failed writes come back as their OSError
             torch.save(state, f)
             testhooks.fail_save(step, str(tmp / TRAIN_STATE))
     for old in _checkpoint_dirs(root)[keep:]:

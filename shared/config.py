@@ -27,7 +27,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, exclude: tupl
         if f.name in exclude or not f.init:
             continue
         tp = hints[f.name]
-        help_text = f.metadata.get("help", "")
+        # argparse %-formats help text: a literal "25%" would crash --help ("must be real number").
+        help_text = f.metadata.get("help", "").replace("%", "%%")
         default = f.default if f.default is not dataclasses.MISSING else None
         kwargs: dict[str, Any] = {"dest": f.name, "default": default}
         origin = get_origin(tp)

@@ -45,9 +45,10 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros(len(num), dtype=np.float64), where=den > 0)
 
 
-def format_test_line(metrics: dict[str, Any]) -> str:
-    """The tutorial's evaluation line: ``Test Error: \\n Accuracy: 83.7%, Avg loss: 0.441249 \\n``."""
-    return f"Test Error: \n Accuracy: {100 * metrics['accuracy']:>0.1f}%, Avg loss: {metrics['loss']:>8f} \n"
+def format_test_line(metrics: dict[str, Any], split: str = "Test") -> str:
+    """The tutorial's evaluation line: ``Test Error: \\n Accuracy: 83.7%, Avg loss: 0.441249 \\n``
+    (``split`` names the evaluated set, e.g. ``Validation``)."""
+    return f"{split} Error: \n Accuracy: {100 * metrics['accuracy']:>0.1f}%, Avg loss: {metrics['loss']:>8f} \n"
 
 
 def single_class_warning(metrics: dict[str, Any], class_names: Sequence[str]) -> str | None:

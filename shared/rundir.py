@@ -11,6 +11,7 @@ Layout of ``OUT/``::
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shlex
@@ -84,17 +85,23 @@ LOCK_FILE = ".lock"
 def lock_run_dir(root: Path) -> int:
     """Hold an exclusive lock on ``root`` for the life of this process (one trainer per run directory).
 
-    ``flock`` locks belong to the open file, so the OS releases them when the process ends however it
-    ends: a lock left by a SIGKILLed trainer never blocks the next ``--resume``. The holder's pid is
-    written into the file for the message the next trainer prints.
+    A POSIX record lock (``lockf``), not ``flock``: it belongs to this process alone. An ``flock`` belongs
+    to the open file, which forked DataLoader workers share, so after a SIGKILL of the trainer its
+    orphaned workers held the lock for seconds and the next ``--resume`` was refused. A record lock is
+    not inherited across ``fork`` and the OS drops it the moment its process ends, however it ends.
+    (It is also dropped when this process closes any descriptor of the file: only this function opens it.)
+    The holder's pid is written into the file for the message the next trainer prints.
     """
     import fcntl
 
     path = root / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EAGAIN):
+            os.close(fd)
+            raise
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
         raise UserError(f"--out {root}: another training (pid {holder}) is using this run directory; wait for it "

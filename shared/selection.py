@@ -26,7 +26,13 @@ def improves(value: float, best: float | None, select_by: str) -> bool:
 
 
 def record_evaluation(state: TrainState, metrics: dict[str, Any], select_by: str, epoch: int) -> bool:
-    """Update the best-so-far and the patience count after an evaluation; True when it is the new best."""
+    """Update the best-so-far and the patience count after an evaluation; True when it is the new best.
+
+    ``select_by`` ``last`` (no held-out set to select on: best/ is the newest model) always improves."""
+    if select_by == "last":
+        state.best_metric, state.best_epoch, state.best_step, state.evals_since_best = None, epoch, \
+            state.global_step, 0
+        return True
     value = metrics[select_by]
     if improves(value, state.best_metric, select_by):
         state.best_metric, state.best_epoch, state.best_step = value, epoch, state.global_step
@@ -50,10 +56,15 @@ def threshold_metrics(positive: np.ndarray, y_true: np.ndarray, threshold: float
 
 
 def tune_threshold(positive: np.ndarray, y_true: np.ndarray, select_by: str) -> float:
-    """The threshold on P(class 1) that maximises accuracy or macro-F1 on these examples.
+    """The threshold on P(class 1) that maximises accuracy or macro-F1 on these examples, or 0.5 (the
+    argmax rule) when the best one does not beat it by more than the noise of this dev set.
 
-    Candidates are the midpoints between consecutive distinct scores (plus 0.5, the argmax rule);
-    ties go to the candidate closest to 0.5, so a threshold moves only when it buys something.
+    Candidates are the midpoints between consecutive distinct scores (plus 0.5); ties go to the candidate
+    closest to 0.5. A threshold tuned on the very pairs it is scored on always looks at least as good as
+    0.5: on 1,000 held-out LCQMC pairs one tuned this way scored 80.50% where argmax scored 82.70%. So it
+    moves off 0.5 only when the gain, counted in pairs (gain x n: for accuracy, the pairs it fixes minus
+    those it breaks), exceeds twice the standard deviation that gain has by chance, sqrt(pairs whose label
+    changes) (McNemar's sign test at about 95%, one-sided).
     """
     metric = "accuracy" if select_by == "loss" else select_by
     scores = np.unique(positive.astype(np.float64))
@@ -65,7 +76,16 @@ def tune_threshold(positive: np.ndarray, y_true: np.ndarray, select_by: str) -> 
         value = threshold_metrics(positive, y_true, float(t))[metric]
         if value > best_value + 1e-12:
             best, best_value = float(t), value
-    return best
+    return best if beats_argmax_beyond_noise(positive, y_true, best, metric) else 0.5
+
+
+def beats_argmax_beyond_noise(positive: np.ndarray, y_true: np.ndarray, threshold: float, metric: str) -> bool:
+    """Whether ``threshold`` improves ``metric`` over 0.5 by more than 2 sigma of chance (see tune_threshold)."""
+    if threshold == 0.5:
+        return False
+    changed = int(((positive >= threshold) != (positive >= 0.5)).sum())
+    gain = threshold_metrics(positive, y_true, threshold)[metric] - threshold_metrics(positive, y_true, 0.5)[metric]
+    return gain * len(y_true) > 2.0 * np.sqrt(changed)
 
 
 def at_threshold(metrics: dict[str, Any], threshold: float) -> dict[str, Any]:

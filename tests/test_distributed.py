@@ -60,8 +60,8 @@ def test_fashion_streaming_loader_two_processes_two_workers(fashion_dir, tmp_pat
                  "--batch-size", "16", "--loader", "iterable", "--num-workers", "2", "--no-download",
                  env={"PAIRTRAIN_TEST_RECORD_PLAN": str(plans)})
     assert r.returncode == 0, r.stderr[-3000:]
-    _check_plans(plans, 301, 2, parts=4)  # 2 ranks x 2 workers
-    # every shard makes ceil(75/16) = 5 batches (the 76-image one too): 10 steps per rank and epoch
+    _check_plans(plans, 271, 2, parts=4)  # 2 ranks x 2 workers, over the 301 - 30 images not held out for validation
+    # every shard makes ceil(68/16) = 5 batches (the 67-image ones too): 10 steps per rank and epoch
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 20
 
 
@@ -73,7 +73,7 @@ def test_fashion_two_processes(fashion_dir, tmp_path):
                  "--batch-size", "16", "--no-download", "--log-interval", "0", "--precision", "fp32",
                  env={"PAIRTRAIN_TEST_RECORD_PLAN": str(plans)})
     assert r.returncode == 0, r.stderr[-3000:]
-    _check_plans(plans, 300, 2)
+    _check_plans(plans, 270, 2)  # the 300 - 30 training images not held out for validation
     assert r.stdout.count("Epoch 1\n") == 1 and r.stdout.count("Done!") == 1  # rank 0 prints alone
     assert "2 process(es) x batch 16 = global batch 32" in r.stdout
     log = (out / "train.log").read_text()

@@ -16,10 +16,15 @@ def test_train_eval_predict_export_end_to_end(fashion_dir, tmp_path):
                 "--batch-size", "32", "--lr", "3e-3", "--log-interval", "5", "--no-download")
     assert r.returncode == 0, r.stderr
     assert "Epoch 1\n-------------------------------" in r.stdout
-    assert "loss: " in r.stdout and "[  160/  300]" in r.stdout
-    assert "Test Error: \n Accuracy: " in r.stdout and "Done!" in r.stdout
+    # 30 of the 300 training images are held out for validation (--val-size 0.1), which selects best/.
+    assert "270 training, 30 validation" in r.stdout
+    assert "loss: " in r.stdout and "[  160/  270]" in r.stdout
+    assert "Validation Error: \n Accuracy: " in r.stdout and "Done!" in r.stdout
+    # The test set is evaluated once, after training, on the selected model.
+    assert r.stdout.count("Test Error: \n Accuracy: ") == 1 and "test accuracy of best/" in r.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.9 <= metrics["test_accuracy"] <= 1.0  # the synthetic task is easy
+    assert metrics["test_model"] == "best/" and "val_accuracy" in metrics["history"][0]
     assert len(metrics["history"]) == 3 and metrics["train_seconds"] > 0
     assert metrics["config"]["epochs"] == 3
     # Achieved FLOP/s: 3 x the forward's multiply-adds x 2, by hand for the 784-512-256-10 MLP.
@@ -31,8 +36,8 @@ def test_train_eval_predict_export_end_to_end(fashion_dir, tmp_path):
     for d in ("best", "last"):
         assert (out / d / "model.safetensors").is_file() and (out / d / "config.json").is_file()
 
-    # The saved model reproduces the run's final accuracy exactly.
-    r = run_cli("fashion", "eval", "--model-dir", str(out / "last"), "--data-dir", str(fashion_dir))
+    # The selected model reproduces the run's test accuracy exactly.
+    r = run_cli("fashion", "eval", "--model-dir", str(out / "best"), "--data-dir", str(fashion_dir))
     assert r.returncode == 0, r.stderr
     assert f"Accuracy: {100 * metrics['test_accuracy']:>0.1f}%" in r.stdout
     assert f"accuracy: {100 * metrics['test_accuracy']:.2f}%" in r.stdout
@@ -76,8 +81,8 @@ def test_iterable_loader_with_workers_trains(fashion_dir, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     m = json.loads((tmp_path / "it" / "metrics.json").read_text())
     assert m["test_accuracy"] > 0.8
-    # 300 samples over 2 workers of 150: ceil(150/16)=10 batches each.
-    assert m["global_step"] == 2 * 20
+    # 270 training samples (30 held out) over 2 workers of 135: ceil(135/16)=9 batches each.
+    assert m["global_step"] == 2 * 18
 
 
 @pytest.mark.parametrize("defect,message", [
@@ -170,9 +175,9 @@ def test_evaluations_inside_epochs_with_select_by_and_patience(fashion_dir, tmp_
     assert main(argv) == 0, capsys.readouterr().err
     m = json.loads((out / "metrics.json").read_text())
     steps = [e["step"] for e in m["history"]]
-    assert steps[:4] == [4, 8, 10, 12]  # 10 steps per epoch: every 4 global steps and at epoch ends
-    best = min(m["history"], key=lambda e: e["test_loss"])
-    assert m["best_step"] == best["step"] and m["best_test_loss"] == best["test_loss"]
+    assert steps[:4] == [4, 8, 9, 12]  # 9 steps per epoch (270 images): every 4 global steps and at epoch ends
+    best = min(m["history"], key=lambda e: e["val_loss"])  # selected on the validation split, never on test
+    assert m["best_step"] == best["step"] and m["best_val_loss"] == best["val_loss"]
     if m["stopped_early"]:  # then the last two evaluations were no better than the best
         assert len(steps) - steps.index(best["step"]) - 1 == 2
 

@@ -252,11 +252,12 @@ def test_streaming_reads_a_headerless_tsv_and_collects_its_labels(tmp_path, caps
 
 
 def test_named_columns_the_file_lacks_are_reported_with_what_it_has(tmp_path):
-    """A header that has one of two named columns is not taken for a header, but only the name it lacks is
-    reported; JSON Lines name the first record's fields (skipping lines would not help either)."""
+    """A header that has one of two named text columns (and the named label column, which makes it a header)
+    reports only the name it lacks, with the columns it has; JSON Lines name the first record's fields
+    (skipping lines would not help either)."""
     named = tmp_path / "n.csv"
     named.write_text("q1,q2,gold\na,b,1\n")
-    with pytest.raises(UserError, match=r"n\.csv: no field 'q3' \(3 fields per line, the first: q1, q2, gold\)$"):
+    with pytest.raises(UserError, match=r"n\.csv: no field 'q3' \(columns: q1, q2, gold\)$"):
         read_pairs(PairFile(str(named), ("q1", "q3"), "gold"), ("0", "1"))
     lines = write_jsonl(tmp_path / "n.jsonl", [{"sentence1": "a", "sentence2": "b", "label": "1"}])
     with pytest.raises(UserError, match=r"n\.jsonl: no field 'foo' \(the first record's fields: sentence1, "

@@ -20,8 +20,10 @@ from test_resume import _assert_same_weights
 
 
 def _fashion_args(fashion_dir: Path, *extra: str) -> list[str]:
+    # --val-size 0: these tests time signals against whole 300-image epochs (10 steps) and their test-set
+    # evaluation; selection on a validation split is tested in test_fashion and test_defects.
     return ["fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "3", "--batch-size", "32",
-            "--no-download", "--quiet", *extra]
+            "--no-download", "--quiet", "--val-size", "0", *extra]
 
 
 def _start(args: list[str], out: Path, **env: str) -> subprocess.Popen:

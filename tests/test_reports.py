@@ -43,17 +43,17 @@ def test_fashion_run_directory_has_reports(fashion_dir, tmp_path, capsys):
     assert stdout.count("epoch 2: train loss") == 1 and "samples/s" in stdout
     rows = list(csv.DictReader(open(out / "history.csv")))
     metrics = json.loads((out / "metrics.json").read_text())
-    # 300 samples / 32 = 10 batches per epoch, logged every 4 -> 2 log rows per epoch, plus 1 epoch row
+    # 270 samples (30 held out) / 32 = 9 batches per epoch, logged every 4 -> 2 log rows per epoch, + 1 epoch row
     assert [r["kind"] for r in rows].count("log") == 6 and [r["kind"] for r in rows].count("epoch") == 3
     assert [int(r["step"]) for r in rows] == sorted(int(r["step"]) for r in rows)
     last = [r for r in rows if r["kind"] == "epoch"][-1]
-    assert float(last["eval_accuracy"]) == pytest.approx(metrics["test_accuracy"])
+    assert float(last["eval_accuracy"]) == pytest.approx(metrics["val_accuracy"])
     for name, min_size in (("curves.png", (600, 300)), ("confusion.png", (400, 400))):
         w, h = _png_size(out / name)
         assert w >= min_size[0] and h >= min_size[1], name
     report = (out / "report.md").read_text()
     assert "best epoch" in report and "![training curves](curves.png)" in report
-    assert "training images: 300" in report and "| epochs | `3` |" in report
+    assert "training images: 270" in report and "validation images: 30" in report and "| epochs | `3` |" in report
 
 
 def test_runs_without_matplotlib(fashion_dir, tmp_path, capsys, monkeypatch):

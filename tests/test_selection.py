@@ -10,15 +10,24 @@ from afqmc_helpers import make_pairs, write_jsonl
 from shared.epochs import run_epochs
 from shared.loops import TrainState
 from shared.rundir import setup_logging
-from shared.selection import improves, tune_threshold
+from shared.selection import improves, threshold_metrics, tune_threshold
 from test_epochs import _trainer
 from test_resume import _kill_resume_compare
 
 
 def test_tuned_threshold_by_hand():
-    positive, y = np.array([0.1, 0.4, 0.45, 0.7, 0.9]), np.array([0, 1, 1, 1, 1])
-    # argmax (0.5) gets 3/5; every threshold between 0.1 and 0.4 gets 5/5, and the midpoint is chosen.
+    # argmax (0.5) gets 5/15 right; every threshold between 0.1 and 0.4 gets 15/15: it fixes 10 pairs and
+    # breaks none, 10 > 2 sqrt(10) = 6.3, beyond chance, so the midpoint 0.25 is chosen.
+    positive, y = np.array([0.1] + [0.4] * 5 + [0.45] * 5 + [0.9] * 4), np.array([0] + [1] * 14)
     assert tune_threshold(positive, y, "accuracy") == 0.25
+    # The same pattern on 2 of 5 pairs: 2 fixed, 2 > 2 sqrt(2) = 2.8 fails: too few to move off argmax.
+    positive, y = np.array([0.1, 0.4, 0.45, 0.7, 0.9]), np.array([0, 1, 1, 1, 1])
+    assert tune_threshold(positive, y, "accuracy") == 0.5
+    # Over-fitting dev: 0.25 fixes 8 pairs but breaks 5 (the best on dev, +3 of 33), and 3 < 2 sqrt(13) = 7.2.
+    positive = np.array([0.4] * 8 + [0.42] * 5 + [0.9] * 10 + [0.1] * 10)
+    y = np.array([1] * 8 + [0] * 5 + [1] * 10 + [0] * 10)
+    assert threshold_metrics(positive, y, 0.25)["accuracy"] > threshold_metrics(positive, y, 0.5)["accuracy"]
+    assert tune_threshold(positive, y, "accuracy") == 0.5
     assert tune_threshold(np.array([0.2, 0.8]), np.array([0, 1]), "macro_f1") == 0.5  # nothing to gain: 0.5 stays
     assert improves(0.3, 0.4, "loss") and not improves(0.5, 0.4, "loss") and improves(0.5, 0.4, "accuracy")
 
@@ -87,6 +96,8 @@ def test_tuned_threshold_is_saved_and_decides_predictions(tmp_path, capsys):
     capsys.readouterr()
     assert afqmc_main(["eval", "--model-dir", str(run / "best"), "--file", str(dev), "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("accuracy: ") and f"decision threshold {threshold:.4f}" in out
+    headline = out.splitlines()[0]  # the accuracy at the saved threshold, with the argmax figure beside it
+    assert headline.startswith("accuracy ") and f"decision threshold {threshold:.4f}" in headline
+    assert "argmax: " in headline and "accuracy: " in out
     scorer.threshold = 0.0  # everything reaches a threshold of 0: always the second label
     assert {r["label"] for r in scorer.predict(pairs)} == {"1"}
