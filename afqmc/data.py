@@ -43,10 +43,34 @@ def encode(tokenizer: Any, pairs: Sequence[Pair], max_length: int,
 
 def encode_texts(tokenizer: Any, first: list[str], second: list[str], max_length: int,
                  match_types: bool) -> list[dict[str, list[int]]]:
+    """Token ids and token types of each pair, as the tokenizer's pair template makes them.
+
+    Token types are the tokenizer's own where it has them (BERT's 0/1 per sentence) and 0 where it has
+    none (XLM-R's SentencePiece, ``<s> A </s></s> B </s>``: ``model_input_names`` without token types),
+    which is what the model is fed by Hugging Face too. Exact-match types need to know which sentence a
+    token is from, so they read that from the encoding (``sequence_ids``), whatever the template.
+    """
     enc = tokenizer(first, second, truncation=True, max_length=max_length, return_attention_mask=False)
+    own = enc.get("token_type_ids")
     special = set(tokenizer.all_special_ids)
-    return [{"input_ids": ids, "token_type_ids": match_token_types(ids, types, special) if match_types else types}
-            for ids, types in zip(enc["input_ids"], enc["token_type_ids"])]
+    out = []
+    for i, ids in enumerate(enc["input_ids"]):
+        if match_types:
+            types = match_token_types(ids, sentence_of_tokens(enc.sequence_ids(i)), special)
+        else:
+            types = own[i] if own is not None else [0] * len(ids)
+        out.append({"input_ids": ids, "token_type_ids": types})
+    return out
+
+
+def sentence_of_tokens(sequence_ids: Sequence[int | None]) -> list[int]:
+    """0/1 per token for the sentence it belongs to; a special token (None) belongs to the sentence before
+    it (the first sentence at the start): ``[CLS] A [SEP] B [SEP]`` -> 0 0 0 1 1, as BERT's token types."""
+    current, out = 0, []
+    for s in sequence_ids:
+        current = current if s is None else s
+        out.append(current)
+    return out
 
 
 def match_token_types(ids: Sequence[int], types: Sequence[int], special: set[int]) -> list[int]:

@@ -10,9 +10,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from afqmc.encoders import check_supported, describe, pair_model_class
 from afqmc.model import BertForPairwiseCLS, scratch_config
 from afqmc.tokenizer import train_char_tokenizer
 from afqmc.tokenizer import wrap as wrap_tokenizer
@@ -44,7 +45,7 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_summary(source: str, model: BertForPairwiseCLS, info: dict[str, Any]) -> str:
+def _load_summary(source: str, model: PreTrainedModel, info: dict[str, Any]) -> str:
     """Hugging Face's load report in one line: what was loaded, what is new, what was ignored."""
     new, ignored = sorted(info.get("missing_keys", ())), sorted(info.get("unexpected_keys", ()))
     loaded = len(model.state_dict()) - len(new)
@@ -67,7 +68,7 @@ def _label_maps(labels: Sequence[str]) -> dict[str, Any]:
 
 def from_source(source: str, labels: Sequence[str], texts: Any, scratch_size: str, vocab_size: int,
                 max_length: int, match_types: bool, saved_tokenizer: str | None = None
-                ) -> tuple[PreTrainedTokenizerBase, BertForPairwiseCLS]:
+                ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """Tokenizer and model for ``--model``: a hub name, a local directory, or ``scratch``.
 
     ``saved_tokenizer`` (a resumed run's, from its checkpoint) is used instead of building or loading
@@ -94,16 +95,19 @@ def from_source(source: str, labels: Sequence[str], texts: Any, scratch_size: st
     offline = not local and not hub_reachable()  # fail fast: offline, the hub client retries for ~50 s
     try:
         with quiet_transformers():
+            config = AutoConfig.from_pretrained(source, local_files_only=offline)
+            check_supported(config, f"--model {source}")
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
-            model, info = BertForPairwiseCLS.from_pretrained(source, local_files_only=offline, output_loading_info=True,
-                                                             **_label_maps(labels))
-    except (OSError, ValueError) as e:
+            model, info = pair_model_class(config).from_pretrained(source, local_files_only=offline,
+                                                                   output_loading_info=True, **_label_maps(labels))
+    except (OSError, ValueError, KeyError) as e:
         why = "the model hub is unreachable and it is not in the local cache" if offline else _first_line(e)
         raise UserError(f"--model {source}: cannot load ({why}). {OFFLINE_HELP}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise UserError(f"--model {source}: needs a fast tokenizer (tokenizer.json or vocab.txt)")
     check_vocabulary(tokenizer, model.config, f"--model {source}")
-    log.info(_load_summary(source, model, info))
+    check_pair_template(tokenizer, f"--model {source}")
+    log.info(_load_summary(source, model, info) + f"; encoder {describe(model)}")
     if saved_tokenizer is not None and _vocabulary_of(saved_tokenizer) != _vocabulary_of(
             tokenizer.backend_tokenizer.to_str()):
         raise UserError(f"--model {source}: its tokenizer differs from the one this run started with; "
@@ -152,18 +156,31 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, config: Any, what: str)
                               f"they do not belong together; {SAVE_HELP}")
 
 
+def check_pair_template(tokenizer: PreTrainedTokenizerBase, what: str) -> None:
+    """The tokenizer must encode a pair with special tokens around the sentences and one first (``[CLS]``,
+    ``<s>``): the head reads the first token. A bare tokenizer.json without a post-processor would join the
+    two sentences with nothing between them and the model would read the first character as the pair."""
+    enc = tokenizer("a", "b", return_special_tokens_mask=True)
+    mask = enc.get("special_tokens_mask") or []
+    if not mask or not mask[0] or sum(mask) < 2:
+        raise UserError(f"{what}: its tokenizer has no pair template (a pair encodes as "
+                        f"{tokenizer.convert_ids_to_tokens(enc['input_ids'])}); a pair model needs one that wraps "
+                        "the sentences in special tokens, [CLS] A [SEP] B [SEP] or <s> A </s></s> B </s>: save the "
+                        "tokenizer with its post-processor (tokenizer.json \"post_processor\")")
+
+
 # Embedding tables padded beyond the tokenizer's size (to a multiple of 64 or 128) are fine.
 VOCAB_PADDING = 128
 
 
-def save_model_dir(path: str | Path, model: BertForPairwiseCLS, tokenizer: PreTrainedTokenizerBase) -> None:
+def save_model_dir(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
     """config.json + model.safetensors + tokenizer files, written atomically with a manifest."""
     with atomic_dir(Path(path)) as tmp, quiet_transformers():
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
 
-def load_model_dir(path: str | Path) -> tuple[PreTrainedTokenizerBase, BertForPairwiseCLS, list[str]]:
+def load_model_dir(path: str | Path) -> tuple[PreTrainedTokenizerBase, PreTrainedModel, list[str]]:
     """Load a directory written by :func:`save_model_dir`: safetensors only, no remote code."""
     path = Path(path)
     if not path.is_dir():
@@ -174,10 +191,13 @@ def load_model_dir(path: str | Path) -> tuple[PreTrainedTokenizerBase, BertForPa
     check_tokenizer_files(path, "--model-dir")
     try:
         with quiet_transformers():
+            config = AutoConfig.from_pretrained(path, local_files_only=True)
+            check_supported(config, f"--model-dir {path}")
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = BertForPairwiseCLS.from_pretrained(path, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as e:
+            model = pair_model_class(config).from_pretrained(path, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot load model directory ({_first_line(e)})") from None
     check_vocabulary(tokenizer, model.config, f"--model-dir {path}")
+    check_pair_template(tokenizer, f"--model-dir {path}")
     labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     return tokenizer, model.eval(), labels

@@ -17,6 +17,7 @@ from transformers import get_linear_schedule_with_warmup
 from afqmc import class_names
 from afqmc import settings
 from afqmc.config import RESUME_MAY_DIFFER, TrainConfig, text_column_pair
+from afqmc.encoders import family, has_fast_forward
 from afqmc.data import PairBatches, collate, encode, length_grouped_batches, length_sorted_batches
 from afqmc.model import inference_model, uses_match_types
 from afqmc.modeldir import from_source, save_model_dir
@@ -147,6 +148,9 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER,
                              defaults=field_defaults(TrainConfig))
     autocast = autocast_dtype(device, cfg.precision)
+    if cfg.mlm_epochs and not has_fast_forward(net):
+        raise UserError(f"--mlm-epochs: the masked-LM warm-up is for BERT encoders (--model scratch or a BERT "
+                        f"checkpoint); --model {cfg.model} is {family(net.config)}")
     if cfg.mlm_epochs and state.global_step == 0:  # a resumed run already has the warmed-up encoder
         mlm_warmup(net, tokenizer, data.x, cfg.mlm_epochs, cfg.batch_size, cfg.lr, cfg.seed, device,
                    autocast, progress=not cfg.quiet)

@@ -27,14 +27,21 @@ def training_flops_per_example(model: nn.Module, samples: Iterable[Any], device:
     stream and state are untouched.
     """
     was_training, total, count = model.training, 0, 0
+    # Parameters are frozen while counting: the counter's module tracker hooks the gradients of module
+    # inputs, and fails on a parameter passed as one (DeBERTa-v2 hands its relative-position embedding on).
+    trainable = [p for p in model.parameters() if p.requires_grad]
     model.eval()
     try:
+        for p in trainable:
+            p.requires_grad_(False)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             for inputs in samples:
                 forward(model, to_device(inputs, device))
                 count += 1
         total = counter.get_total_flops()
     finally:
+        for p in trainable:
+            p.requires_grad_(True)
         model.train(was_training)
     return 3.0 * total / max(count, 1)
 
