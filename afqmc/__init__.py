@@ -12,8 +12,8 @@ from typing import Any, Sequence
 # Display names of the default binary labels "0"/"1".
 LABEL_NAMES = {"0": "different", "1": "same meaning"}
 
-_LAZY = {"PairScorer": "afqmc.scorer", "load_model_dir": "afqmc.modeldir", "save_model_dir": "afqmc.modeldir",
-         "BertForPairwiseCLS": "afqmc.model"}
+_LAZY = {"PairScorer": "afqmc.model.scorer", "load_model_dir": "afqmc.model.modeldir",
+         "save_model_dir": "afqmc.model.modeldir", "BertForPairwiseCLS": "afqmc.model.bert"}
 __all__ = ["LABEL_NAMES", "class_names", *_LAZY]
 
 

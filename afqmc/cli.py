@@ -10,7 +10,7 @@ from shared.collector import collector_paused
 
 def build_parser() -> argparse.ArgumentParser:
     from shared.config import add_dataclass_args
-    from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
+    from afqmc.commands.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
 
     parser = argparse.ArgumentParser(prog="afqmc", description="Sentence-pair similarity with a BERT encoder")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prepare(argv: Sequence[str]) -> Callable[[], object]:
     """Parse ``argv`` and import what the command needs (run_cli pauses the garbage collector for this)."""
-    from afqmc.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
+    from afqmc.commands.config import EvalConfig, PredictConfig, ServeConfig, TrainConfig
     from shared.config import from_args
     from shared.rundir import run_inference
 
@@ -37,14 +37,14 @@ def _prepare(argv: Sequence[str]) -> Callable[[], object]:
     commands = {"train": TrainConfig, "eval": EvalConfig, "predict": PredictConfig, "serve": ServeConfig}
     cfg = from_args(commands[args.command], args)
     if args.command == "train":
-        from afqmc.train import main as train_main
+        from afqmc.commands.train import main as train_main
 
         return lambda: train_main(cfg)
     if args.command == "serve":
-        from afqmc.serve import run_serve
+        from afqmc.commands.serve import run_serve
 
         return lambda: run_inference(cfg, run_serve)
-    from afqmc import infer
+    from afqmc.commands import infer
 
     run = infer.run_eval if args.command == "eval" else infer.run_predict_pair if cfg.pair else infer.run_predict_file
     return lambda: run_inference(cfg, run)

@@ -21,7 +21,7 @@ from sklearn.metrics import f1_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from afqmc.sources import PairFile, read_labelled, read_pairs  # noqa: E402
+from afqmc.data.sources import PairFile, read_labelled, read_pairs  # noqa: E402
 
 
 def longest_common_substring(a: str, b: str) -> int:

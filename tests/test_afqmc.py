@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from afqmc.cli import main
-from afqmc.data import collate, length_grouped_batches, match_token_types
-from afqmc.sources import read_pairs
-from afqmc.model import BertForPairwiseCLS
-from afqmc.modeldir import load_model_dir, save_model_dir
+from afqmc.data.batches import collate, length_grouped_batches, match_token_types
+from afqmc.data.sources import read_pairs
+from afqmc.model.bert import BertForPairwiseCLS
+from afqmc.model.modeldir import load_model_dir, save_model_dir
 from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
 from conftest import run_cli
 from shared.checkpoint import load_whole_model, save_whole_model
@@ -113,7 +113,7 @@ def test_save_pretrained_round_trip_identical_logits(tmp_path):
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_cls_only_top_layer_equals_plain_bert_forward(attn):
-    """afqmc.encoder (fused QKV, [CLS]-only top layer without per-token keys and values, its own masks) is
+    """afqmc.model.bert_forward (fused QKV, [CLS]-only top layer without per-token keys and values, its own masks) is
     the same function of the same parameters as BertModel."""
     from transformers import BertConfig
     torch.manual_seed(0)
@@ -220,7 +220,7 @@ def test_length_grouped_batches_cover_once_and_cut_padding():
 
 
 def test_mask_tokens_spares_special_and_padding():
-    from afqmc.pretrain import mask_tokens
+    from afqmc.model.pretrain import mask_tokens
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, 100, (64, 40))
     ids[:, 0], ids[:, 20], ids[:, 39] = 2, 3, 3  # [CLS] ... [SEP] ... [SEP]

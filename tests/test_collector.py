@@ -41,13 +41,13 @@ def test_an_error_inside_still_resumes_and_a_disabled_collector_stays_off():
 
 def test_the_commands_run_with_the_collector_on(tmp_path, monkeypatch):
     """The pause ends before the command's work: a training run must collect its garbage."""
-    import afqmc.train
+    import afqmc.commands.train
     import fashion.train
     from afqmc.cli import main as afqmc_main
     from fashion.cli import main as fashion_main
 
     seen = {}
-    monkeypatch.setattr(afqmc.train, "main", lambda cfg: seen.setdefault("afqmc", gc.isenabled()))
+    monkeypatch.setattr(afqmc.commands.train, "main", lambda cfg: seen.setdefault("afqmc", gc.isenabled()))
     monkeypatch.setattr(fashion.train, "main", lambda cfg: seen.setdefault("fashion", gc.isenabled()))
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"sentence1": "a", "sentence2": "b", "label": "0"}) + "\n")

@@ -72,11 +72,11 @@ def test_max_length_and_columns_travel_with_the_model(tmp_path, capsys):
                        "--label-column", "y", "--out", str(out), "--quiet"]) == 0
     saved = json.loads((out / "best" / "config.json").read_text())["pairtrain_inference"]
     assert saved == {"max_length": 8, "text_columns": ["q1", "q2"], "label_column": "y"}
-    from afqmc.scorer import PairScorer
+    from afqmc.model.scorer import PairScorer
 
     scorer = PairScorer.from_dir(out / "best")
     assert scorer.max_length == 8 and all(len(f["input_ids"]) <= 8 for f in scorer.encode(
-        [__import__("afqmc.data", fromlist=["Pair"]).Pair(0, None, "花呗怎么还款了", "借呗可以分期吗", None)]))
+        [__import__("afqmc.data.batches", fromlist=["Pair"]).Pair(0, None, "花呗怎么还款了", "借呗可以分期吗", None)]))
     assert PairScorer.from_dir(out / "best", max_length=32).max_length == 32  # an explicit value wins
     capsys.readouterr()
     # No column flags: the model directory says q1/q2/y, and the accuracy is the one training measured at 8.
@@ -154,6 +154,7 @@ def _train_under_file_size_limit(args, out, limit):
 
 
 # 7. A full disk inside a library writer (safetensors, torch.save) was an internal error with a traceback.
+@pytest.mark.slow
 @pytest.mark.parametrize("app,fails", [("afqmc", "model"), ("afqmc", "checkpoint"), ("fashion", "checkpoint")])
 def test_failed_write_is_one_line_and_resume_is_bit_identical(tmp_path, fashion_dir, app, fails):
     if app == "afqmc":
@@ -210,6 +211,7 @@ def test_lock_is_not_held_by_children_of_a_killed_trainer(tmp_path):
         subprocess.run(["pkill", "-KILL", "-s", str(holder.pid)])
 
 
+@pytest.mark.slow
 def test_resume_right_after_sigkill_with_streaming_workers_alive(tmp_path):
     train = write_jsonl(tmp_path / "train.json", make_pairs(400, 0))
     dev = write_jsonl(tmp_path / "dev.json", make_pairs(16, 1))
@@ -246,7 +248,7 @@ def test_bad_parquet_is_one_line(tmp_path):
 
 
 def test_scorer_says_which_threshold_decided(tmp_path):
-    from afqmc.scorer import PairScorer
+    from afqmc.model.scorer import PairScorer
 
     train = write_jsonl(tmp_path / "train.json", make_pairs(32, 0))
     out = tmp_path / "run"

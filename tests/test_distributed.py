@@ -15,6 +15,8 @@ from shared.checkpoint import load_weights
 from shared.distributed import split_batches
 from shared.errors import UserError
 
+pytestmark = pytest.mark.slow  # real processes killed, signalled or launched by torchrun
+
 
 @pytest.mark.parametrize("world", [1, 2, 3])
 @pytest.mark.parametrize("n,bs", [(1, 4), (5, 2), (7, 3), (64, 8), (100, 7)])

@@ -18,9 +18,10 @@ from test_resume import _kill_resume_compare
 pytest.importorskip("aiohttp", reason="afqmc serve needs the serve extra")
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", [f if f == "bert-sentencepiece" else pytest.param(f, marks=pytest.mark.slow)
+                                    for f in FAMILIES])
 def test_family_trains_saves_and_serves_the_same_labels(family, tmp_path, capsys):
-    from afqmc.scorer import PairScorer
+    from afqmc.model.scorer import PairScorer
     from test_serve import Server
 
     base = make_family_checkpoint(tmp_path / "base", family)
@@ -53,6 +54,7 @@ def test_family_trains_saves_and_serves_the_same_labels(family, tmp_path, capsys
         assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_sentencepiece_family_resumes_bit_identically_after_sigkill(tmp_path):
     base = make_family_checkpoint(tmp_path / "base", "xlm-roberta")
     train = write_jsonl(tmp_path / "train.json", make_pairs(96, 0))

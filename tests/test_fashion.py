@@ -57,7 +57,7 @@ def test_train_eval_predict_export_end_to_end(fashion_dir, tmp_path):
         from PIL import Image
         Image.fromarray(images[0]).save(tmp_path / "img0.png")
         files.append(str(tmp_path / "img0.png"))
-    r = run_cli("fashion", "predict", "--model-dir", str(out / "best"), *files)
+    r = run_cli("fashion", "predict", "--model-dir", str(out / "best"), "--threads", "1", *files)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert len(lines) == len(files) and all("%" in ln for ln in lines)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from afqmc.cli import main
-from afqmc.sources import PairFile, read_labelled, read_pairs, sort_labels
+from afqmc.data.sources import PairFile, read_labelled, read_pairs, sort_labels
 from shared.errors import UserError
 from tests.afqmc_helpers import make_pairs, write_jsonl
 

@@ -18,6 +18,8 @@ from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
 from conftest import REPO, run_cli
 from test_resume import _assert_same_weights
 
+pytestmark = pytest.mark.slow  # real processes killed, signalled or launched by torchrun
+
 
 def _fashion_args(fashion_dir: Path, *extra: str) -> list[str]:
     # --val-size 0: these tests time signals against whole 300-image epochs (10 steps) and their test-set

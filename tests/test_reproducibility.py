@@ -26,7 +26,7 @@ def _latin_heavy_texts() -> list[str]:
 def test_scratch_vocabulary_is_the_same_in_every_process(tmp_path):
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(_latin_heavy_texts()), encoding="utf-8")
-    code = ("import hashlib, json, sys; from afqmc.tokenizer import train_char_tokenizer; "
+    code = ("import hashlib, json, sys; from afqmc.model.scratch_tokenizer import train_char_tokenizer; "
             "t = train_char_tokenizer(json.load(open(sys.argv[1], encoding='utf-8'))); "
             "print(len(t), hashlib.sha256(t.backend_tokenizer.to_str().encode()).hexdigest())")
     outputs = {subprocess.run([sys.executable, "-c", code, str(texts)], capture_output=True, text=True, cwd=REPO,

@@ -17,6 +17,8 @@ from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
 from conftest import REPO, run_cli
 from shared.checkpoint import load_weights
 
+pytestmark = pytest.mark.slow  # real processes killed, signalled or launched by torchrun
+
 
 def _newest_step(out: Path) -> int:
     ckpts = out / "checkpoints"

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from afqmc.model import BertForPairwiseCLS
-from afqmc.scorer import PairScorer
-from afqmc.tokenizer import train_char_tokenizer
+from afqmc.model.bert import BertForPairwiseCLS
+from afqmc.model.scorer import PairScorer
+from afqmc.model.scratch_tokenizer import train_char_tokenizer
 from afqmc_helpers import CHARS, make_pairs, write_jsonl
 from conftest import REPO, run_cli
 

@@ -77,7 +77,7 @@ def test_early_stop_resumes_exactly_after_sigkill(tmp_path):
 
 
 def test_tuned_threshold_is_saved_and_decides_predictions(tmp_path, capsys):
-    from afqmc.scorer import PairScorer
+    from afqmc.model.scorer import PairScorer
 
     train = write_jsonl(tmp_path / "train.json", make_pairs(96, 2))
     dev = write_jsonl(tmp_path / "dev.json", make_pairs(32, 3))

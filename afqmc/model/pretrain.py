@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from transformers import BertForMaskedLM, get_linear_schedule_with_warmup
 
-from afqmc.data import collate, length_grouped_batches
-from afqmc.model import BertForPairwiseCLS
+from afqmc.data.batches import collate, length_grouped_batches
+from afqmc.model.bert import BertForPairwiseCLS
 from shared.loops import TrainState, train_one_epoch
 from shared.runtime import adamw
 

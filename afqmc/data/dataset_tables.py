@@ -1,6 +1,6 @@
 """Pair tables that ``datasets`` reads: Parquet files, ``save_to_disk`` directories and hub datasets
 (``hf:NAME[:CONFIG][@SPLIT]``). ``datasets`` owns those formats (Arrow memory-mapping, caching, the hub);
-errors name the file and row. Text formats (JSON Lines, TSV, CSV) are :mod:`afqmc.tables`.
+errors name the file and row. Text formats (JSON Lines, TSV, CSV) are :mod:`afqmc.data.tables`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from afqmc.tables import HUB_PREFIX, Table
+from afqmc.data.rows import HUB_PREFIX, Table
 from shared.errors import UserError
 
 
@@ -74,7 +74,7 @@ def _from_disk(spec: str, datasets: Any) -> Any:
 
 
 def _from_hub(spec: str, datasets: Any) -> Any:
-    from afqmc.modeldir import hub_reachable
+    from afqmc.model.modeldir import hub_reachable
 
     name, _, split = spec[len(HUB_PREFIX):].partition("@")
     name, _, config = name.partition(":")

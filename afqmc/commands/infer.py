@@ -12,10 +12,10 @@ import numpy as np
 from torch import nn
 
 from afqmc import class_names
-from afqmc.data import Pair, PairBatches, length_sorted_batches
-from afqmc.config import EvalConfig, InferConfig, PredictConfig
-from afqmc.sources import read_pairs
-from afqmc.scorer import PairScorer
+from afqmc.data.batches import Pair, PairBatches, length_sorted_batches
+from afqmc.commands.config import EvalConfig, InferConfig, PredictConfig
+from afqmc.data.sources import read_pairs
+from afqmc.model.scorer import PairScorer
 from shared.atomic import write_bytes
 from shared.errors import UserError
 from shared.loops import evaluate

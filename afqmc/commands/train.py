@@ -15,15 +15,15 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from afqmc import class_names
-from afqmc import settings
-from afqmc.config import RESUME_MAY_DIFFER, TrainConfig, text_column_pair
-from afqmc.encoders import family, has_fast_forward
-from afqmc.data import PairBatches, collate, encode, length_grouped_batches, length_sorted_batches
-from afqmc.model import inference_model, uses_match_types
-from afqmc.modeldir import from_source, save_model_dir
-from afqmc.pretrain import mlm_warmup
-from afqmc.sources import PairFile, read_labelled, read_pairs
-from afqmc.stream import StreamingPairBatches, iter_pairs, scan_records
+from afqmc.model import settings
+from afqmc.commands.config import RESUME_MAY_DIFFER, TrainConfig, text_column_pair
+from afqmc.model.encoders import family, has_fast_forward
+from afqmc.data.batches import PairBatches, collate, encode, length_grouped_batches, length_sorted_batches
+from afqmc.model.bert import inference_model, uses_match_types
+from afqmc.model.modeldir import from_source, save_model_dir
+from afqmc.model.pretrain import mlm_warmup
+from afqmc.data.sources import PairFile, read_labelled, read_pairs
+from afqmc.data.stream import StreamingPairBatches, iter_pairs, scan_records
 from shared import distributed
 from shared.collector import collector_paused
 from shared.epochs import Trainer, run_epochs

@@ -9,8 +9,8 @@ as in its ``...ForSequenceClassification``. So a checkpoint of the family loads 
 checkpoint) or not (a bare ``...Model``).
 
 - BERT (``model_type`` ``bert``: bert-base-chinese, chinese-roberta-wwm-ext, MacBERT, multilingual-e5,
-  any BERT with any fast tokenizer) takes the fast forward of :mod:`afqmc.encoder`
-  (:class:`afqmc.model.BertForPairwiseCLS`).
+  any BERT with any fast tokenizer) takes the fast forward of :mod:`afqmc.model.bert_forward`
+  (:class:`afqmc.model.bert.BertForPairwiseCLS`).
 - The other families run their own Hugging Face forward (``AutoModel``), through a class made here
   from the family's own ``PreTrainedModel`` (its weight init, prefix and config class).
 
@@ -26,9 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import MODEL_MAPPING, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
 
-from afqmc.model import BertForPairwiseCLS
+from afqmc.model.bert import BertForPairwiseCLS, PairForward
 from shared.errors import UserError
 
 # Encoder families run end to end in the tests (tests/test_encoders.py builds a tiny one of each).
@@ -37,10 +36,10 @@ SUPPORTED_TEXT = ("encoder families: " + ", ".join(FAMILIES) + " (BERT-style che
                   "WordPiece, Unigram/SentencePiece or BPE)")
 
 
-class PairHead(nn.Module):
+class PairHead(PairForward):
     """The pair head over a Hugging Face encoder that runs its own forward: the first token's
     (``[CLS]``/``<s>``) top-layer vector -> dropout -> linear of ``num_labels``, as
-    :class:`afqmc.model.BertForPairwiseCLS` has over BERT. Mixed into a family's PreTrainedModel."""
+    :class:`afqmc.model.bert.BertForPairwiseCLS` has over BERT. Mixed into a family's PreTrainedModel."""
 
     def __init__(self, config: PretrainedConfig):
         super().__init__(config)
@@ -51,14 +50,6 @@ class PairHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                ) -> SequenceClassifierOutput:
-        cls = self.encode_cls(input_ids, attention_mask, token_type_ids)
-        logits = self.classifier(self.dropout(cls))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def encode_cls(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:

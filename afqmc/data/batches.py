@@ -1,6 +1,6 @@
 """Sentence pairs in memory: tokenisation, collation, length-grouped batching.
 
-Reading files (every format, columns, labels) is :mod:`afqmc.sources`.
+Reading files (every format, columns, labels) is :mod:`afqmc.data.sources`.
 """
 
 from __future__ import annotations

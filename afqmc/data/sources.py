@@ -10,22 +10,19 @@ collected from the training data in numeric-aware order, so ``0``/``1`` stay cla
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
-from afqmc.data import Pair
-from afqmc.tables import BadLine, MissingLabel, Table, WrongEncoding, kind_of, open_table
+from afqmc.data.batches import Pair
+from afqmc.data.columns import (ID_COLUMNS, LABEL_COLUMNS, TEXT_PAIRS, label_column, looks_like_header, names_in_use,
+                                 two_texts_beside_label)
+from afqmc.data.dataset_tables import dataset_table
+from afqmc.data.rows import BadLine, MissingLabel, Table, WrongEncoding, kind_of
+from afqmc.data.tables import delimited_table, jsonl_table
 from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")
-
-TEXT_PAIRS = (("sentence1", "sentence2"), ("text_a", "text_b"), ("text1", "text2"), ("question1", "question2"),
-              ("query", "title"), ("premise", "hypothesis"))
-LABEL_COLUMNS = ("label", "labels", "gold_label")
-ID_COLUMNS = ("id", "idx")
-
 
 @dataclass(frozen=True)
 class PairFile:
@@ -47,6 +44,18 @@ class Columns:
     id: str | None
 
 
+def open_table(spec: str, names_in_use: list[str]) -> Table:
+    """Open ``spec`` with the reader for its kind; ``names_in_use`` (groups of column names asked for or
+    commonly used, comma-joined) decide whether the first line of a TSV/CSV is a header: it is when it
+    holds every name of a group."""
+    kind = kind_of(spec)
+    if kind == "jsonl":
+        return jsonl_table(spec)
+    if kind in ("tsv", "csv"):
+        return delimited_table(spec, kind, names_in_use)
+    return dataset_table(spec, kind)
+
+
 def _as_file(source: PairFile | str | Any) -> PairFile:
     return source if isinstance(source, PairFile) else PairFile(str(source))
 
@@ -59,19 +68,6 @@ def _key(name: str, table: Table) -> str:
     if name.isdigit() and name not in table.columns and table.header and 1 <= int(name) <= len(table.header):
         return table.header[int(name) - 1]
     return name
-
-
-def _label_column(columns: Sequence[str]) -> str | None:
-    """The first column named like a label (``label``, ``Label``, ``gold_label`` ...)."""
-    return next((c for name in LABEL_COLUMNS for c in columns if c.lower() == name), None)
-
-
-def _two_texts_beside_label(columns: Sequence[str]) -> tuple[str, str] | None:
-    """A header of exactly two text columns beside a label (and an id) column, whatever the texts' names:
-    ``query,candidate,label``."""
-    label = _label_column(columns)
-    rest = [c for c in columns if c != label and c.lower() not in ID_COLUMNS]
-    return (rest[0], rest[1]) if label is not None and len(rest) == 2 else None
 
 
 def describe(column: str) -> str:
@@ -94,7 +90,7 @@ def resolve_columns(table: Table, pf: PairFile, need_label: bool) -> Columns:
         first, second = "#1", "#2"
     else:
         found = [p for p in TEXT_PAIRS if p[0] in have and p[1] in have]
-        if not found and table.header and (beside := _two_texts_beside_label(table.header)):
+        if not found and table.header and (beside := two_texts_beside_label(table.header)):
             found = [beside]
             log.info(f"{table.name}: sentence columns {beside[0]!r} and {beside[1]!r} (the header's two columns "
                      "beside the label; name others with --text-columns A,B)")
@@ -107,7 +103,7 @@ def resolve_columns(table: Table, pf: PairFile, need_label: bool) -> Columns:
     elif pos:
         label = "#3" if len(table.columns) == 3 else None
     else:
-        label = _label_column(table.columns) or ("label" if schemaless else None)
+        label = label_column(table.columns) or ("label" if schemaless else None)
     wanted = [first, second] + ([label] if label and (pf.label_column or need_label) else [])
     named = [*(pf.text_columns or ()), *([pf.label_column] if pf.label_column else [])]
     if missing := [c for c in wanted if c not in have and (not schemaless or c in named)]:
@@ -213,7 +209,7 @@ def iter_records(source: PairFile | str, need_label: bool, skip_bad: bool,
     quietly). With ``known``, a label outside it is a defect.
     """
     pf = _as_file(source)
-    table = open_table(pf.spec, _names_in_use(pf))
+    table = open_table(pf.spec, names_in_use(pf.text_columns, pf.label_column))
     try:
         cols = resolve_columns(table, pf, need_label)
     except MissingLabel as e:
@@ -243,43 +239,19 @@ def iter_records(source: PairFile | str, need_label: bool, skip_bad: bool,
                                                     " (the file is empty)"))
 
 
-def _names_in_use(pf: PairFile) -> list[str]:
-    """The column-name groups whose presence makes a TSV/CSV's first line a header (see tables.open_table)."""
-    texts = [",".join(pf.text_columns)] if pf.text_columns else [",".join(p) for p in TEXT_PAIRS]
-    labels = [pf.label_column] if pf.label_column and not pf.label_column.isdigit() else list(LABEL_COLUMNS)
-    return [g for g in texts + labels if not all(name.isdigit() for name in g.split(","))]
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]{0,31}")
-
-
 def refuse_header_as_data(source: PairFile | str, first: tuple[str, str | None] | None, counts: Counter[str]) -> None:
-    """A headerless TSV/CSV whose first line looks like a header with names we do not know (``q,c,y``) is
-    refused rather than learned as a pair (it would add a class). It looks like one when its label occurs on
-    no other line and either every field of the line is an identifier-like name, or its label is a word where
-    every other label is a number."""
+    """Refuse a headerless TSV/CSV whose first line looks like a header with names we do not know
+    (:func:`afqmc.data.columns.looks_like_header`) rather than learn it as a pair (it would add a class)."""
     pf = _as_file(source)
-    if first is None or first[1] is None or counts[first[1]] != 1 or kind_of(pf.spec) not in ("tsv", "csv"):
+    if first is None or first[1] is None or kind_of(pf.spec) not in ("tsv", "csv"):
         return
-    table = open_table(pf.spec, _names_in_use(pf))
-    if not table.positional:
-        return
+    table = open_table(pf.spec, names_in_use(pf.text_columns, pf.label_column))
     where, label = first
     fields = [f.strip() for f in table.first_line or []]
-    others_numeric = all(_is_number(lab) for lab in counts if lab != label) and not _is_number(label)
-    if not (others_numeric or all(_NAME.fullmatch(f) for f in fields)):
-        return
-    raise UserError(f"{where}: looks like a header, not a pair ({', '.join(fields)}): its label {label!r} occurs "
-                    "on no other line. If it is a header, name the columns (--text-columns A,B --label-column L); "
-                    f"if {label!r} really is a label, list the labels with --labels")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+    if table.positional and looks_like_header(fields, label, counts):
+        raise UserError(f"{where}: looks like a header, not a pair ({', '.join(fields)}): its label {label!r} "
+                        "occurs on no other line. If it is a header, name the columns (--text-columns A,B "
+                        f"--label-column L); if {label!r} really is a label, list the labels with --labels")
 
 
 def sort_labels(labels: set[str]) -> list[str]:

@@ -15,8 +15,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import IterableDataset
 
-from afqmc.data import Pair, collate, encode_texts
-from afqmc.sources import PairFile, as_pairs, collected_labels, iter_records, refuse_header_as_data
+from afqmc.data.batches import Pair, collate, encode_texts
+from afqmc.data.sources import PairFile, as_pairs, collected_labels, iter_records, refuse_header_as_data
 from shared import distributed
 from shared.sharding import batches_per_shard, current_shard, even_pieces, shard_bounds
 

@@ -7,7 +7,7 @@ accepting, validating and answering requests while a batch is scored.
 
 Requests wait in a bounded queue; the batcher takes the oldest, then whatever else is queued or
 arrives within ``max_wait_ms`` (while clients are concurrent) up to ``max_batch_size`` pairs, and
-scores them together with :class:`afqmc.scorer.PairScorer` (length-sorted batches, the saved
+scores them together with :class:`afqmc.model.scorer.PairScorer` (length-sorted batches, the saved
 decision threshold), exactly as ``afqmc predict`` does. A full queue answers 503 instead of growing without limit.
 """
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from afqmc.config import ServeConfig
-from afqmc.data import Pair
-from afqmc.scorer import PairScorer
-from afqmc.charsets import lone_surrogate
+from afqmc.commands.config import ServeConfig
+from afqmc.data.batches import Pair
+from afqmc.model.scorer import PairScorer
+from afqmc.data.charsets import lone_surrogate
 from shared.errors import UserError
 
 log = logging.getLogger("pairtrain")

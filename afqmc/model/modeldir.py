@@ -13,10 +13,10 @@ from typing import Any, Iterator, Sequence
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from afqmc.encoders import check_supported, describe, pair_model_class
-from afqmc.model import BertForPairwiseCLS, scratch_config
-from afqmc.tokenizer import train_char_tokenizer
-from afqmc.tokenizer import wrap as wrap_tokenizer
+from afqmc.model.encoders import check_supported, describe, pair_model_class
+from afqmc.model.bert import BertForPairwiseCLS, scratch_config
+from afqmc.model.scratch_tokenizer import train_char_tokenizer
+from afqmc.model.scratch_tokenizer import wrap as wrap_tokenizer
 from shared import distributed
 from tokenizers import Tokenizer
 from shared.atomic import atomic_dir, verify_dir

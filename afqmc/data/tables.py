@@ -4,7 +4,7 @@ Line formats are read here, line by line, because that gives exact ``FILE:LINE``
 files larger than memory: JSON Lines (``.jsonl``/``.json``), tab-separated text (``.tsv``/``.txt``,
 split on tabs, no quoting: raw NLI/LCQMC TSVs contain bare quotes) and CSV (``.csv``, RFC 4180
 quoting, via the standard library's strict reader). Parquet files, ``datasets`` ``save_to_disk``
-directories and Hugging Face hub datasets are :mod:`afqmc.dataset_tables`.
+directories and Hugging Face hub datasets are :mod:`afqmc.data.dataset_tables`.
 
 A row is a dict of column name -> value. Rows of a headerless TSV/CSV are keyed ``#1``, ``#2``, ...
 (field numbers, from 1). A row that cannot be read at all is yielded as a :class:`BadLine`.
@@ -16,73 +16,16 @@ import bisect
 import csv
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from afqmc.charsets import lone_surrogate_field, other_encoding
+from afqmc.data.charsets import lone_surrogate_field, other_encoding
+from afqmc.data.columns import is_header
+from afqmc.data.rows import BadLine, Table, WrongEncoding
 from shared.errors import UserError
 
-HUB_PREFIX = "hf:"
 _WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace
 _ARRAY_START = re.compile(rb"\s*\[\s*(\{|\]|$)")
-
-
-class BadLine(ValueError):
-    """A defect of one line or row (the caller adds where)."""
-
-
-class MissingLabel(BadLine):
-    pass
-
-
-class WrongEncoding(BadLine):
-    """A line that is not UTF-8 where the file is evidently in another encoding (skipping lines won't help)."""
-
-
-@dataclass
-class Table:
-    """A pair file opened for reading: its column names (first record's keys for JSON Lines) and rows."""
-
-    name: str  # as the user wrote it, for messages
-    kind: str  # jsonl, tsv, csv, parquet, disk, hub
-    columns: list[str]
-    header: list[str] | None  # the header line of a TSV/CSV (None: headerless, or not a text table)
-    rows: Iterator[tuple[str, dict[str, Any] | BadLine]]
-    first_line: list[str] | None = None  # a TSV/CSV's first line, as fields
-
-    @property
-    def positional(self) -> bool:
-        return bool(self.columns) and self.columns[0] == "#1"
-
-
-def kind_of(spec: str) -> str:
-    if spec.startswith(HUB_PREFIX):
-        return "hub"
-    path = Path(spec.split("@")[0] if not Path(spec).exists() and "@" in spec else spec)
-    if path.is_dir():
-        return "disk"
-    suffix = path.suffix.lower()
-    kinds = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".tsv": "tsv", ".txt": "tsv", ".csv": "csv",
-             ".parquet": "parquet", ".pq": "parquet"}
-    if suffix in kinds:
-        return kinds[suffix]
-    raise UserError(f"{spec}: unknown file type {suffix or '(no extension)'!r}; use .jsonl/.json (JSON Lines), "
-                    ".tsv/.txt (tab-separated), .csv, .parquet, a `datasets` save_to_disk directory "
-                    "or hf:NAME[:CONFIG][@SPLIT]")
-
-
-def open_table(spec: str, names_in_use: list[str]) -> Table:
-    """Open ``spec``; ``names_in_use`` (groups of column names asked for or commonly used, comma-joined)
-    decide whether the first line of a TSV/CSV is a header: it is when it holds every name of a group."""
-    kind = kind_of(spec)
-    if kind == "jsonl":
-        return _jsonl_table(spec)
-    if kind in ("tsv", "csv"):
-        return _delimited_table(spec, kind, names_in_use)
-    from afqmc.dataset_tables import dataset_table  # that module builds on this one's Table
-
-    return dataset_table(spec, kind)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -174,7 +117,7 @@ def _json_array_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine
         raise UserError(f"{line(after)}: invalid JSON (text after the array's closing ']')")
 
 
-def _jsonl_table(spec: str) -> Table:
+def jsonl_table(spec: str) -> Table:
     path = Path(spec)
     first_line = next((line for _, line in _lines(path) if line.strip()), b"")
     # An array of objects starts "[{", "[" alone or "[]"; a first line like ["a", "b"] is JSON Lines of lists.
@@ -233,7 +176,7 @@ def _delimited_records(path: Path, kind: str) -> Iterator[tuple[int, list[str] |
         yield number, text if isinstance(text, BadLine) else text.rstrip("\r\n").split("\t")
 
 
-def _delimited_table(spec: str, kind: str, names_in_use: list[str]) -> Table:
+def delimited_table(spec: str, kind: str, names_in_use: list[str]) -> Table:
     path = Path(spec)
     records = _delimited_records(path, kind)
     first = next(records, None)
@@ -242,7 +185,7 @@ def _delimited_table(spec: str, kind: str, names_in_use: list[str]) -> Table:
     number, fields = first
     if isinstance(fields, BadLine):
         raise UserError(f"{path}:{number}: {fields}")
-    header = [f.strip() for f in fields] if _is_header(fields, names_in_use) else None
+    header = [f.strip() for f in fields] if is_header(fields, names_in_use) else None
     if header and (twice := [name for i, name in enumerate(header) if name in header[:i]]):
         raise UserError(f"{path}:{number}: the header names column {twice[0]!r} more than once; "
                         "rename one (which of the two fields is meant would be a guess)")
@@ -254,13 +197,6 @@ def _delimited_table(spec: str, kind: str, names_in_use: list[str]) -> Table:
             yield from _keyed(path, [first], columns, sep)
         yield from _keyed(path, records, columns, sep)
     return Table(spec, kind, columns, header, rows(), first_line=fields)
-
-
-def _is_header(fields: list[str], names_in_use: list[str]) -> bool:
-    """A first line holding all the names of one group in use (a text column pair, or one label column name,
-    in any case: ``Label`` is a header too) is a header. A data line never has a field called "label"."""
-    present = {f.strip().lower() for f in fields}
-    return any(all(name.lower() in present for name in group.split(",")) for group in names_in_use)
 
 
 def _keyed(path: Path, records: Any, columns: list[str], sep: str) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:

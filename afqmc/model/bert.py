@@ -9,19 +9,33 @@ from torch import nn
 from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from afqmc.encoder import cls_vector
+from afqmc.model.bert_forward import cls_vector
 from shared.dropout import use_fast_dropout
 
 # Sizes for ``--model scratch`` (hidden, layers, heads).
 SCRATCH_SIZES = {"tiny": (128, 2, 2), "small": (256, 4, 4), "base": (768, 12, 12)}
 
 
-class BertForPairwiseCLS(BertPreTrainedModel):
+class PairForward:
+    """The forward pass of every pair model (BERT's here, the other families' in afqmc.model.encoders): the
+    first token's top-layer vector (``encode_cls``) -> dropout -> linear head, and the cross-entropy loss
+    when labels are given."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                ) -> SequenceClassifierOutput:
+        cls = self.encode_cls(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.dropout(cls))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class BertForPairwiseCLS(PairForward, BertPreTrainedModel):
     """``[CLS]`` vector of a pooler-less BertModel -> dropout -> linear head of ``num_labels``.
 
     The head is sized from the config (the tutorial hard-coded 768 and 2). The parameters and the
     saved format are exactly ``BertModel`` + head; only the forward pass differs from calling
-    ``self.bert(...)``: :mod:`afqmc.encoder` computes the same function with fewer operators, the top
+    ``self.bert(...)``: :mod:`afqmc.model.bert_forward` computes the same function with fewer operators, the top
     layer for the ``[CLS]`` query alone (``encode_cls_full`` is the plain path; tests check that both agree).
     """
 
@@ -34,17 +48,9 @@ class BertForPairwiseCLS(BertPreTrainedModel):
         self.post_init()
         use_fast_dropout(self)  # same p everywhere; the mask is cheaper on CPU (shared.dropout)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                ) -> SequenceClassifierOutput:
-        cls = self.encode_cls(input_ids, attention_mask, token_type_ids)
-        logits = self.classifier(self.dropout(cls))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
     def encode_cls(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """The top layer's ``[CLS]`` vector, ``(batch, hidden)``, by :func:`afqmc.encoder.cls_vector`."""
+        """The top layer's ``[CLS]`` vector, ``(batch, hidden)``, by :func:`afqmc.model.bert_forward.cls_vector`."""
         return cls_vector(self.bert, input_ids, attention_mask, token_type_ids)
 
     def encode_cls_full(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -69,7 +75,7 @@ def inference_model(model: nn.Module, dtype: torch.dtype | None, copy_weights: b
 
 def scratch_config(vocab_size: int, size: str, num_labels: int, max_length: int,
                    pad_token_id: int, match_types: bool) -> BertConfig:
-    """A new BERT of ``size``; ``match_types`` adds token types 2/3 (see ``afqmc.data.match_token_types``)
+    """A new BERT of ``size``; ``match_types`` adds token types 2/3 (see ``afqmc.data.batches.match_token_types``)
     and records in the config that inputs must carry them."""
     hidden, layers, heads = SCRATCH_SIZES[size]
     return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,

@@ -4,7 +4,7 @@ A model is only scored as it was trained when the pairs are encoded the same way
 (``max_length``: trained at 16 and scored at 128, a model saw inputs it never learnt from and lost ten
 points without a word), the same exact-match token types, the same columns of the user's files and the
 same decision threshold. Training records them with :func:`record`; ``eval``, ``predict``, ``serve`` and
-:class:`afqmc.scorer.PairScorer` take them from :func:`read` as their defaults (an explicit flag wins).
+:class:`afqmc.model.scorer.PairScorer` take them from :func:`read` as their defaults (an explicit flag wins).
 
 They live in the Hugging Face config (``config.json``), so the directory stays an ordinary one: the key
 ``pairtrain_inference`` holds max length and columns; ``decision_threshold`` and ``match_token_types``

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from afqmc.data import Pair, PairBatches, encode, length_sorted_batches
-from afqmc import settings
-from afqmc.model import inference_model
-from afqmc.modeldir import load_model_dir
-from afqmc.charsets import lone_surrogate
+from afqmc.data.batches import Pair, PairBatches, encode, length_sorted_batches
+from afqmc.model import settings
+from afqmc.model.bert import inference_model
+from afqmc.model.modeldir import load_model_dir
+from afqmc.data.charsets import lone_surrogate
 from shared.errors import UserError
 from shared.loops import predict_proba
 from shared.runtime import autocast_dtype, select_device
@@ -45,7 +45,7 @@ class PairScorer:
                  precision: str = "auto", max_length: int | None = None, batch_size: int = 64):
         if (max_length is not None and max_length < 1) or batch_size < 1:
             raise UserError("max_length and batch_size must be at least 1")
-        # What training used (afqmc.settings): truncation, token types, columns, the decision threshold.
+        # What training used (afqmc.model.settings): truncation, token types, columns, the decision threshold.
         self.settings = settings.read(model.config)
         self.tokenizer, self.labels = tokenizer, list(labels)
         self.max_length = max_length if max_length is not None else self.settings.max_length
