@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,3 +45,24 @@ def small_bert(train_jsonl: Path, out: Path) -> Path:
     timed([sys.executable, "-c", "import sys; from transformers import BertTokenizerFast as T; "
            "T(vocab=sys.argv[1] + '/vocab.txt').save_pretrained(sys.argv[1])", str(out)])
     return out
+
+
+def measured(cmd: list[str], **kw) -> tuple[float, str, int]:
+    """Like :func:`timed`, and the process's peak resident memory in bytes (from its own ``wait4``
+    rusage: this process alone, not the largest of every child so far)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, **kw)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout = out.read()
+        if proc.returncode != 0:
+            print(stdout[-3000:], err.read()[-3000:], file=sys.stderr)
+            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+    return seconds, stdout, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -22,7 +22,8 @@ from shared.errors import CheckpointError, UserError
 from shared.loops import evaluate, predict_proba
 from shared.metrics import format_test_line, report_text, single_class_warning
 from shared.report import write_eval_report
-from shared.runtime import autocast_dtype, select_device
+from shared.precision import choose_precision
+from shared.runtime import select_device
 
 log = logging.getLogger("pairtrain")
 MODEL_FORMAT = "fashion-model/1"
@@ -88,8 +89,10 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     x, y = to_tensor(images, meta.get("normalize", True)), torch.from_numpy(labels)
     batches = TensorBatches(x, y, chunk(torch.arange(len(x)), cfg.batch_size))
     device = select_device(cfg.device)
+    chosen = choose_precision(device, cfg.precision, model, cfg.batch_size, backward=False)
+    log.info(f"precision: {chosen.describe()}")
     metrics = evaluate(model.to(device), batches, nn.CrossEntropyLoss(), device=device,
-                       num_classes=len(CLASSES), autocast_dtype=autocast_dtype(device, cfg.precision))
+                       num_classes=len(CLASSES), autocast_dtype=chosen.autocast)
     log.info(format_test_line(metrics))
     log.info(report_text(metrics, CLASSES))
     log.info(f"data: the {cfg.split} split in {data_dir}")

@@ -27,7 +27,8 @@ from shared.loops import evaluate
 from shared.metrics import format_test_line
 from shared.atomic import write_json
 from shared.rundir import RunDir, log_result, open_run_dir, setup_logging
-from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
+from shared.precision import choose_precision
+from shared.runtime import adamw, seed_everything, select_device, set_threads
 from shared.sharding import batches_per_rank, worker_init_fn
 from shared.training import find_checkpoint, restore_or_start
 
@@ -116,8 +117,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25)
     config = dataclasses.asdict(cfg)
-    state = restore_or_start(find_checkpoint(run, cfg.resume), model, optimizer, scheduler, config,
-                             RESUME_MAY_DIFFER, defaults=PREDATING_DEFAULTS)
+    found = find_checkpoint(run, cfg.resume)
+    state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER, defaults=PREDATING_DEFAULTS)
     iterable = None
     if cfg.loader == "iterable":
         shards = distributed.world_size() * max(cfg.num_workers, 1)
@@ -127,8 +128,10 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
     selecting = _eval_batches(*(val or test))
     train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_fn = nn.CrossEntropyLoss()  # reported test loss: plain cross-entropy, comparable to the tutorial's
-    autocast = autocast_dtype(device, cfg.precision)
-    log.info(f"precision: {'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
+    precision = choose_precision(device, cfg.precision, net, cfg.batch_size,
+                                 resumed=found[1].get("extra", {}).get("precision") if found else None)
+    log.info(f"precision: {precision.describe()}")
+    autocast = precision.autocast
     total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
 
     def evaluate_on(batches: TensorBatches, model: nn.Module) -> Any:
@@ -153,7 +156,8 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
         select_by=cfg.select_by if val else "last", patience=cfg.patience if val else 0,
         epoch_header="Epoch {epoch}\n-------------------------------",
         eval_line=lambda m: format_test_line(m, "Validation" if val else "Test"),
-        flops_per_example=training_flops_per_example(net, [x[:1]], device))
+        flops_per_example=training_flops_per_example(net, [x[:1]], device),
+        checkpoint_extra={"precision": precision.name}, run_facts={"precision": precision.record()})
     metrics = run_epochs(trainer, state, progress=not cfg.quiet)
     if val is None or not run.best.is_dir():
         return metrics

@@ -77,7 +77,8 @@ SHARED_HELP = {
               "to extend a run (the learning-rate schedule is then rebuilt for the new total and continues "
               "from the current step)",
     "device": "auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps",
-    "precision": "auto: bfloat16 where it is fast (GPUs, CPUs with AVX512-BF16/AMX), else fp32; fp32/bf16 force one",
+    "precision": "auto: bfloat16 where a timing at start-up says it is faster than fp32 (GPUs: where "
+                 "supported); fp32/bf16 force one",
     "threads": "CPU threads for PyTorch (0: one per core; eval/predict then leave cores that other processes "
                "keep busy, train only warns). Oversubscribed cores turn a 2x slowdown into 10x",
     "epochs": "passes over the training set",

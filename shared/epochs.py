@@ -73,6 +73,7 @@ class Trainer:
     epoch_header: str = "Epoch {epoch}/{epochs}"
     eval_line: Callable[[dict[str, Any]], str | None] = lambda metrics: None  # an extra line after evaluation
     flops_per_example: float = 0.0  # training FLOPs per example (shared.flops); 0: FLOP/s not reported
+    run_facts: dict[str, Any] = field(default_factory=dict)  # more top-level keys of metrics.json (e.g. precision)
 
 
 def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
@@ -147,7 +148,8 @@ def _after_evaluation(t: Trainer, state: TrainState, train: dict[str, Any], metr
     if main:
         _write(t, lambda: save_checkpoint(t.run, t.model, t.optimizer, t.scheduler, state, t.config,
                                           extra=t.checkpoint_extra), state)
-        _write(t, lambda: write_run_metrics(t.run, state, metrics, t.eval_name, t.class_names, t.config), state)
+        _write(t, lambda: write_run_metrics(t.run, state, metrics, t.eval_name, t.class_names, t.config,
+                                                   t.run_facts), state)
 
 
 def _periodic_checkpoint(t: Trainer, state: TrainState) -> None:

@@ -109,31 +109,6 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bfloat16 matrix products are clearly faster than fp32 here: recent GPUs, and CPUs with AMX.
-
-    AVX512-BF16 alone is not enough: on such a CPU without AMX, products at transformer shapes ran at
-    ~170 GFLOP/s in bf16 against 220-340 in fp32 (issue 25), so ``auto`` trained slower than fp32 there;
-    with AMX (tile units) bf16 products are several times faster; AVX2 CPUs emulate bf16 8x slower. The
-    rule is the CPU's feature set, not a timing taken at start-up: a timing under load came out 1.7-2.2x
-    where the idle machine gives 14-30x, and a resumed run must train in the precision it started with.
-    """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())  # private, so guarded
-    return False
-
-
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """``fp32`` -> None, ``bf16`` -> bfloat16, ``auto`` -> bfloat16 only where it is fast."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or bf16_is_fast(device):
-        return torch.bfloat16
-    return None
-
-
 def adamw(params: Any, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
     """AdamW, with the fused single-kernel update where PyTorch has one (CPU, CUDA)."""
     fused = True if device.type in ("cpu", "cuda") else None

@@ -115,11 +115,12 @@ def class_weights(spec: str, counts: Sequence[int], names: Sequence[str]) -> lis
 
 
 def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eval_name: str,
-                      class_names: list[str], config: dict[str, Any]) -> None:
+                      class_names: list[str], config: dict[str, Any], facts: dict[str, Any] | None = None) -> None:
     """``metrics.json``: the final evaluation's figures, the best epoch's, the history and the config.
 
     ``confusion_matrix`` is the final evaluation's (epoch ``final_epoch``); ``best_confusion_matrix``
-    is the best epoch's, the model in ``best/`` and the one ``confusion.png`` shows.
+    is the best epoch's, the model in ``best/`` and the one ``confusion.png`` shows. ``facts`` are
+    more top-level keys the app records (e.g. how the precision was chosen).
     """
     best = best_record(state)
     write_json(run.metrics, {
@@ -133,7 +134,7 @@ def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eva
         "epochs_completed": state.epoch, "global_step": state.global_step, "train_seconds": state.train_seconds,
         "confusion_matrix": final["confusion_matrix"],
         "best_confusion_matrix": best["confusion_matrix"] if best else None,
-        "classes": list(class_names), "history": state.history, "config": config,
+        "classes": list(class_names), "history": state.history, "config": config, **(facts or {}),
     })
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,7 +31,8 @@ from shared.epochs import Trainer, run_epochs
 from shared.flops import training_flops_per_example
 from shared.loops import evaluate
 from shared.rundir import RunDir, open_run_dir, setup_logging
-from shared.runtime import adamw, autocast_dtype, seed_everything, select_device, set_threads
+from shared.precision import choose_precision
+from shared.runtime import adamw, seed_everything, select_device, set_threads
 from shared.errors import UserError
 from shared.selection import with_tuned_threshold
 from shared.sharding import batches_per_rank
@@ -147,7 +149,9 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     config = dataclasses.asdict(cfg)
     state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER,
                              defaults=field_defaults(TrainConfig))
-    autocast = autocast_dtype(device, cfg.precision)
+    precision = choose_precision(device, cfg.precision, net, cfg.batch_size * typical_length(data, cfg),
+                                 resumed=found[1].get("extra", {}).get("precision") if found else None)
+    autocast = precision.autocast
     if cfg.mlm_epochs and not has_fast_forward(net):
         raise UserError(f"--mlm-epochs: the masked-LM warm-up is for BERT encoders (--model scratch or a BERT "
                         f"checkpoint); --model {cfg.model} is {family(net.config)}")
@@ -161,7 +165,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
         raise UserError(f"--tune-threshold needs two labels; the data has {len(data.labels)}")
     log.info(f"{data.total} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "
              f"{steps_per_epoch} optimizer steps per epoch, {total_steps} in total, lr {cfg.lr:g}, "
-             f"{'bf16 autocast' if autocast else 'fp32'} ({cfg.precision})")
+             f"{precision.describe()}")
 
     def evaluate_dev(stop: Any) -> dict[str, Any]:
         metrics = evaluate(inference_model(net, autocast, copy_weights=True), dev_batches, nn.CrossEntropyLoss(),
@@ -184,8 +188,14 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
         save_every_steps=cfg.save_every_steps, accum_steps=cfg.accum_steps, eval_every_steps=cfg.eval_every_steps,
         select_by=cfg.select_by, patience=cfg.patience, flops_per_example=flops_per_pair(net, data, dev_x, device),
         # The exact tokenizer goes into every checkpoint: a resumed run must encode as the run it continues.
-        checkpoint_extra={"tokenizer": tokenizer.backend_tokenizer.to_str(), "labels": data.labels})
+        checkpoint_extra={"tokenizer": tokenizer.backend_tokenizer.to_str(), "labels": data.labels,
+                          "precision": precision.name}, run_facts={"precision": precision.record()})
     return run_epochs(trainer, state, progress=not cfg.quiet)
+
+
+def typical_length(data: TrainData, cfg: TrainConfig) -> int:
+    """Tokens in a median training pair (half of ``--max-length`` when streaming: the file is not in memory)."""
+    return int(statistics.median(data.lengths)) if not cfg.streaming and data.lengths else cfg.max_length // 2
 
 
 def flops_per_pair(net: nn.Module, data: TrainData, dev_x: list, device: torch.device) -> float:

@@ -26,18 +26,24 @@ from afqmc.model.modeldir import load_model_dir
 from afqmc.data.charsets import lone_surrogate
 from shared.errors import UserError
 from shared.loops import predict_proba
-from shared.runtime import autocast_dtype, select_device
+from shared.precision import choose_precision
+from shared.runtime import select_device
 
 
-def on_device(model: nn.Module, device: torch.device, precision: str) -> nn.Module:
-    """``model`` ready for inference on ``device``: its attention kernel and weight dtype chosen."""
-    return inference_model(model.to(device), autocast_dtype(device, precision), copy_weights=False)
+TOKENS_PER_PAIR = 32  # what the precision probe assumes a pair feeds the encoder (AFQMC pairs: ~30 tokens)
+
+
+def on_device(model: nn.Module, device: torch.device, precision: str, batch_size: int) -> nn.Module:
+    """``model`` ready for inference on ``device``: its attention kernel and weight dtype chosen
+    (``auto``: :mod:`shared.precision` times a forward pass at ``batch_size`` pairs)."""
+    chosen = choose_precision(device, precision, model, batch_size * TOKENS_PER_PAIR, backward=False)
+    return inference_model(model.to(device), chosen.autocast, copy_weights=False)
 
 
 class PairScorer:
     """A loaded pair model: label and probabilities for ``(sentence1, sentence2)`` pairs.
 
-    ``precision`` ``auto`` runs bf16 weights where bf16 is fast (as training's dev evaluation),
+    ``precision`` ``auto`` runs bf16 weights where a timing says bf16 is faster (:mod:`shared.precision`),
     ``fp32``/``bf16`` force one; ``batch_size`` pairs are scored at a time, longest first.
     """
 
@@ -55,7 +61,7 @@ class PairScorer:
         # Binary models trained with --tune-threshold label a pair with the second label when its
         # probability reaches this threshold (None: the most probable label).
         self.threshold: float | None = self.settings.threshold if len(self.labels) == 2 else None
-        self.model = on_device(model, self.device, precision)
+        self.model = on_device(model, self.device, precision, batch_size)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, **options: Any) -> PairScorer:
