@@ -87,12 +87,25 @@ def _batch_size(targets: torch.Tensor) -> int:
     return int(targets.shape[0])
 
 
+def clip_gradients(params: list[nn.Parameter], max_norm: float) -> None:
+    """``nn.utils.clip_grad_norm_``, bit for bit, without its multiply-by-1.0 pass when the norm is
+    within ``max_norm``: on a CPU that pass rewrote every gradient (470 MB for mE5-small, ~20 ms a step)
+    to change nothing. On a GPU the test would wait for the device, so it always multiplies there."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = nn.utils.get_total_norm(grads)
+    # The factor clip_grads_with_norm_ would multiply by, computed as it does (a tensor, not a float).
+    if total.device.type != "cpu" or bool(max_norm / (total + 1e-6) < 1.0):
+        nn.utils.clip_grads_with_norm_(params, max_norm, total)
+
+
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     max_grad_norm: float | None, state: TrainState,
                     on_step: Callable[[TrainState], None] | None, loss_sum: torch.Tensor, samples: int) -> None:
     state.epoch_loss_sum, state.epoch_samples = loss_sum.clone(), samples
     if max_grad_norm:
-        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        clip_gradients(list(model.parameters()), max_grad_norm)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()

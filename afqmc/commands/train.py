@@ -31,6 +31,7 @@ from shared.epochs import Trainer, run_epochs
 from shared.flops import training_flops_per_example
 from shared.loops import evaluate
 from shared.rundir import RunDir, open_run_dir, setup_logging
+from shared.embedding_grads import buffer_embedding_grads
 from shared.precision import choose_precision
 from shared.runtime import adamw, seed_everything, select_device, set_threads
 from shared.errors import UserError
@@ -136,6 +137,8 @@ def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[in
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
         data: TrainData, dev_pairs: list, found: tuple[Path, dict[str, Any]] | None) -> dict[str, Any]:
     settings.record(net.config, cfg.max_length, text_column_pair(cfg.text_columns), cfg.label_column)
+    if distributed.world_size() == 1:  # DDP's reducer needs gradients through autograd (shared.embedding_grads)
+        buffer_embedding_grads(net)
     model = distributed.wrap(net.to(device), device)
     dev_x = encode(tokenizer, dev_pairs, cfg.max_length, uses_match_types(net.config))
     dev_y = [p.label for p in dev_pairs]
