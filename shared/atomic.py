@@ -136,10 +136,11 @@ def _sha256_file(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, digests: dict[str, str] | None = None) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` (with a manifest) once complete.
 
-    An existing ``path`` is moved aside and removed only after the new one is in place.
+    An existing ``path`` is moved aside and removed only after the new one is in place. ``digests``
+    (file name -> SHA-256) stand in for hashing files whose digests are already known.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o777 & ~current_umask())  # as mkdir would, not mkdtemp's private 0700
         yield tmp
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        manifest = {str(p.relative_to(tmp)): _sha256_file(p) for p in files}
+        known = digests or {}
+        manifest = {(name := str(p.relative_to(tmp))): known.get(name) or _sha256_file(p) for p in files}
         umask = current_umask()
         for p in files:
             os.chmod(p, 0o666 & ~umask)  # library writers (e.g. safetensors) may create files 0600
@@ -174,6 +176,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def link_dir(source: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Replace ``path`` atomically by a directory of hard links to ``source``'s files (copies where the
+    file system cannot link): the same model saved twice costs its bytes once. Later atomic writes of
+    either directory make new files, so the other keeps what it had."""
+    source = Path(source)
+    listed = json.loads((source / MANIFEST).read_text(encoding="utf-8"))["files"]
+    with atomic_dir(path, digests=listed) as tmp:
+        for name in listed:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source / name, tmp / name)
+            except OSError:
+                shutil.copyfile(source / name, tmp / name)
 
 
 def verify_dir(path: str | os.PathLike) -> None:

@@ -6,8 +6,9 @@ or up to the next multiple of ``eval_every_steps`` global steps when that comes 
 1. train the stretch's batches (``checkpoints/`` every ``save_every_steps`` steps);
 2. evaluate on the dev/test set;
 3. append the evaluation's record to the history, log the summary line;
-4. save ``best/`` when the ``select_by`` metric improved, then ``last/``; count evaluations without
-   improvement and stop early after ``patience`` of them;
+4. save ``best/`` when the ``select_by`` metric improved, then ``last/`` (the same model then: hard
+   links to best/'s files, not a second write); count evaluations without improvement and stop early
+   after ``patience`` of them;
 5. save a checkpoint (best, patience count and, at an epoch's end, the next epoch), then ``metrics.json``;
 then after the last epoch (or an early stop) the run report and the final result line.
 A resumed run continues after the last checkpoint and takes exactly the same decisions.
@@ -140,7 +141,7 @@ def _after_evaluation(t: Trainer, state: TrainState, train: dict[str, Any], metr
     log.info(epoch_summary(record, t.eval_name))
     main = distributed.is_main()  # only rank 0 writes files
     _write(t, lambda: finish_evaluation(t.run, state, record, metrics, t.select_by, t.steps_per_epoch,
-                                        lambda path: main and t.save_model(path)), state)
+                                        t.save_model if main else None), state)
     if t.patience and state.evals_since_best >= t.patience and state.global_step < t.total_steps:
         state.stopped_early = True
         log.info(f"early stop: {t.select_by} did not improve in {t.patience} evaluation(s); the best was at step "

@@ -12,7 +12,8 @@ Intel with AMX                             several times fp32's
 AVX2 only                                  emulated, ~8x slower
 =========================================  =====================  ==================
 
-So on a CPU ``auto`` times the forward (and, for training, backward) pass of the model's largest
+So on a CPU ``auto`` times (once per CPU model, torch version, thread count and shape: see
+:func:`remembered`) the forward (and, for training, backward) pass of the model's largest
 linear layer at the rows one batch feeds it, in both precisions, interleaved so that both see the same
 load, and keeps the best of several rounds: load slows both sides, so the ratio holds up where absolute
 times do not. bf16 is taken only when it is at least :data:`BF16_MARGIN` faster, because autocast adds
@@ -25,12 +26,20 @@ precision it started with (apps save :attr:`Precision.name` in the checkpoint an
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
+import os
+import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from shared.atomic import write_json
 from shared.distributed import broadcast_object, is_main
 
 BF16_MARGIN = 1.25  # bf16 must be this much faster than fp32 to be chosen
@@ -85,15 +94,60 @@ def choose_precision(device: torch.device, asked: str, model: nn.Module, rows: i
     layer = largest_linear(model)
     if layer is None:
         return Precision(None, asked, "the model has no linear layer to time")
-    rows = max(1, min(rows, PROBE_MAX_ROWS))
-    # Under torchrun every rank must compute alike: rank 0 times, the others take its figures.
-    fp32, bf16 = broadcast_object(time_linear(layer.in_features, layer.out_features, rows, backward)
-                                  if is_main() else None)
-    pays = bf16_pays(fp32, bf16)
+    rows = 2 ** round(math.log2(max(1, min(rows, PROBE_MAX_ROWS))))  # shapes close by share one timing
     passes = "forward+backward" if backward else "forward"
-    how = (f"timed a {rows}x{layer.in_features}x{layer.out_features} linear {passes}: "
-           f"fp32 {fp32 * 1e3:.2f} ms, bf16 {bf16 * 1e3:.2f} ms ({fp32 / bf16:.2f}x; bf16 needs {BF16_MARGIN:g}x)")
-    return Precision(torch.bfloat16 if pays else None, asked, how)
+    shape = f"{rows}x{layer.in_features}x{layer.out_features} linear {passes}"
+    # Under torchrun every rank must compute alike: rank 0 times (or remembers), the others take its figures.
+    (fp32, bf16), when = broadcast_object(
+        remembered(shape, lambda: time_linear(layer.in_features, layer.out_features, rows, backward))
+        if is_main() else None)
+    how = (f"timed a {shape}{when}: fp32 {fp32 * 1e3:.2f} ms, bf16 {bf16 * 1e3:.2f} ms "
+           f"({fp32 / bf16:.2f}x; bf16 needs {BF16_MARGIN:g}x)")
+    return Precision(torch.bfloat16 if bf16_pays(fp32, bf16) else None, asked, how)
+
+
+def timings_file() -> Path:
+    """Where timings are remembered: ``$PAIRTRAIN_CACHE/precision.json`` (default ``~/.cache/pairtrain``)."""
+    root = os.environ.get("PAIRTRAIN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
+                                                      "pairtrain")
+    return Path(root) / "precision.json"
+
+
+def remembered(shape: str, measure: Callable[[], tuple[float, float]]) -> tuple[tuple[float, float], str]:
+    """``measure()``'s (fp32, bf16) seconds for ``shape`` on this CPU, torch and thread count, taken once
+    and remembered in :func:`timings_file`: a timing near the margin could otherwise flip between two
+    runs of one command, and the same seed must give the same model. Returns the timing and a note of
+    when it was taken; without a writable cache every run times afresh."""
+    key = f"{_cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | {shape}"
+    path = timings_file()
+    known = _read_timings(path)
+    entry = known.get(key)
+    if isinstance(entry, dict) and all(isinstance(entry.get(k), float) for k in ("fp32", "bf16")):
+        return (entry["fp32"], entry["bf16"]), f" on {entry.get('date')} (remembered in {path})"
+    fp32, bf16 = measure()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {**known, key: {"fp32": fp32, "bf16": bf16, "date": datetime.date.today().isoformat()}})
+    except OSError:
+        return (fp32, bf16), ""
+    return (fp32, bf16), f" (remembered in {path}; delete it to time again)"
+
+
+def _read_timings(path: Path) -> dict:
+    """The remembered timings; a missing, unreadable or damaged file is an empty memory (timed again)."""
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor() or platform.machine()
 
 
 def time_linear(in_features: int, out_features: int, rows: int, backward: bool) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from shared.atomic import write_json
+from shared.atomic import link_dir, write_json
 from shared.checkpoint import latest_checkpoint, remove_partial_writes, save_training_checkpoint
 from shared.distributed import is_main
 from shared.errors import CheckpointError, UserError
@@ -61,14 +61,17 @@ def save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimi
 
 
 def finish_evaluation(run: RunDir, state: TrainState, record: dict[str, Any], metrics: dict[str, Any],
-                      select_by: str, steps_per_epoch: int, save_model: Callable[[Path], None]) -> None:
+                      select_by: str, steps_per_epoch: int, save_model: Callable[[Path], None] | None) -> None:
     """Record an evaluation, keep ``best/`` (by ``select_by``) and ``last/``, and advance to the next
     epoch when this one is complete (an epoch cut short by ``--max-steps`` keeps its position, so that
-    a later ``--resume`` continues inside it)."""
+    a later ``--resume`` continues inside it). ``save_model`` is None on ranks that write nothing."""
     state.history.append(record)
-    if record_evaluation(state, metrics, select_by, record["epoch"]):
+    improved = record_evaluation(state, metrics, select_by, record["epoch"])
+    if save_model is not None and improved:
         save_model(run.best)
-    save_model(run.last)
+        link_dir(run.best, run.last)  # the same model: written once (mE5-small: 2.1 s and 470 MB a save)
+    elif save_model is not None:
+        save_model(run.last)
     if state.step_in_epoch >= steps_per_epoch:
         state.next_epoch()
 

@@ -30,6 +30,13 @@ def synthetic_fashion(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8), labels.astype(np.uint8)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_precision_timings(tmp_path_factory):
+    """The suite remembers --precision auto's timings in a folder of its own (not the user's
+    ~/.cache/pairtrain), shared by every test and CLI process it starts, so runs compare alike."""
+    os.environ["PAIRTRAIN_CACHE"] = str(tmp_path_factory.mktemp("pairtrain-cache"))
+
+
 @pytest.fixture
 def fashion_dir(tmp_path: Path) -> Path:
     d = tmp_path / "fmnist"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from shared.atomic import atomic_dir, atomic_write, verify_dir
+from shared.atomic import atomic_dir, atomic_write, link_dir, verify_dir
 from shared.checkpoint import (latest_checkpoint, load_training_checkpoint, load_weights, load_whole_model,
                                save_training_checkpoint, save_weights, save_whole_model)
 from shared.errors import CheckpointError
@@ -159,3 +159,20 @@ def test_resuming_weights_that_do_not_fit_the_model_is_a_named_error(tmp_path):
     ckpt = {"config": {}, "model": old.state_dict(), "optimizer": {}, "state": {}, "rng": {}}
     with pytest.raises(CheckpointError, match=r"step-8\.pt: its weights do not fit .*2\.weight"):
         restore_or_start((tmp_path / "step-8.pt", ckpt), new, optimizer, None, {})
+
+
+def test_link_dir_shares_the_files_once_and_later_writes_keep_them_apart(tmp_path):
+    """best/ and last/ of one evaluation are the same model: written once, linked (issue 25)."""
+    with atomic_dir(tmp_path / "best") as d:
+        (d / "model.bin").write_bytes(b"weights-1")
+        (d / "sub").mkdir()
+        (d / "sub" / "config.json").write_text("{}")
+    link_dir(tmp_path / "best", tmp_path / "last")
+    verify_dir(tmp_path / "last")
+    assert (tmp_path / "last" / "model.bin").stat().st_ino == (tmp_path / "best" / "model.bin").stat().st_ino
+    assert (tmp_path / "last" / "sub" / "config.json").read_text() == "{}"
+    with atomic_dir(tmp_path / "best") as d:  # a better model later: last/ keeps what it had
+        (d / "model.bin").write_bytes(b"weights-2")
+    assert (tmp_path / "last" / "model.bin").read_bytes() == b"weights-1"
+    verify_dir(tmp_path / "last")
+    verify_dir(tmp_path / "best")

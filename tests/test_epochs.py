@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.atomic import atomic_dir
 from shared.epochs import Trainer, run_epochs
 from shared.loops import TrainState
 from shared.metrics import classification_metrics
@@ -37,7 +38,8 @@ def _trainer(tmp_path, accuracies, events, epochs=3):
     def save_model(path):
         has_checkpoint = (run.checkpoints).is_dir() and any(run.checkpoints.glob("step-*"))
         events.append((path.name, len(list(run.checkpoints.glob("step-*"))) if has_checkpoint else 0))
-        path.mkdir(exist_ok=True)
+        with atomic_dir(path) as d:
+            (d / "model.txt").write_text(f"after evaluation {len([e for e in events if e[0] == 'eval'])}")
 
     return Trainer(run=run, model=model, optimizer=optimizer, scheduler=None, loss_fn=nn.CrossEntropyLoss(),
                    config={"lr": 0.1}, epochs=epochs, steps_per_epoch=4, total_steps=4 * epochs, batches=batches,
@@ -51,9 +53,12 @@ def test_epoch_ordering_and_best_selection(tmp_path):
     trainer = _trainer(tmp_path, [0.5, 0.8, 0.7], events)
     state = TrainState()
     run_epochs(trainer, state, progress=False)
-    assert events == [("train", 0, 0), ("eval", 0), ("best", 0), ("last", 0),
-                      ("train", 1, 0), ("eval", 1), ("best", 1), ("last", 1),
+    # last/ is best/'s files linked when an evaluation improved, a save of its own otherwise.
+    assert events == [("train", 0, 0), ("eval", 0), ("best", 0),
+                      ("train", 1, 0), ("eval", 1), ("best", 1),
                       ("train", 2, 0), ("eval", 2), ("last", 2)]  # epoch 3 was worse: best/ kept
+    assert (trainer.run.best / "model.txt").read_text() == "after evaluation 2"
+    assert (trainer.run.last / "model.txt").read_text() == "after evaluation 3"
     assert state.best_epoch == 2 and state.best_metric == 0.8 and state.epoch == 3 and state.global_step == 12
     steps = sorted(p.name for p in trainer.run.checkpoints.glob("step-*"))
     assert steps == ["step-0000000008", "step-0000000012"]  # one per epoch end, newest two kept
@@ -71,4 +76,5 @@ def test_a_step_limit_ends_inside_an_epoch_and_keeps_its_position(tmp_path):
     state = TrainState()
     run_epochs(trainer, state, progress=False)
     assert state.epoch == 1 and state.step_in_epoch == 2 and state.global_step == 6  # resumes inside epoch 2
-    assert [e[0] for e in events] == ["train", "eval", "best", "last", "train", "eval", "best", "last"]
+    assert [e[0] for e in events] == ["train", "eval", "best", "train", "eval", "best"]
+    assert (trainer.run.last / "model.txt").stat().st_ino == (trainer.run.best / "model.txt").stat().st_ino

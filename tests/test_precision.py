@@ -33,13 +33,14 @@ def test_bf16_needs_a_clear_margin():
     assert not precision.bf16_pays(fp32_seconds=1.0, bf16_seconds=8.0)  # emulated bf16 (AVX2)
 
 
-def test_auto_times_the_largest_linear_layer_at_the_batch_rows(monkeypatch):
+def test_auto_times_the_largest_linear_layer_at_the_batch_rows(monkeypatch, tmp_path):
     seen = []
 
     def fake(in_features, out_features, rows, backward):
         seen.append((in_features, out_features, rows, backward))
         return 3.0, 1.0
 
+    monkeypatch.setenv("PAIRTRAIN_CACHE", str(tmp_path))
     monkeypatch.setattr(precision, "time_linear", fake)
     chosen = choose_precision(CPU, "auto", MODEL, 128)
     assert seen == [(16, 64, 128, True)] and chosen.name == "bf16"
@@ -47,6 +48,31 @@ def test_auto_times_the_largest_linear_layer_at_the_batch_rows(monkeypatch):
     choose_precision(CPU, "auto", MODEL, 10**6, backward=False)
     assert seen[-1] == (16, 64, precision.PROBE_MAX_ROWS, False)
     assert choose_precision(CPU, "auto", nn.ReLU(), 8).name == "fp32"  # nothing to time
+
+
+def test_a_timing_is_taken_once_and_remembered(monkeypatch, tmp_path):
+    """Two runs of one command must compute alike: the second reads the first one's timing."""
+    monkeypatch.setenv("PAIRTRAIN_CACHE", str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setattr(precision, "time_linear", lambda *a: calls.append(a) or (1.3, 1.0))
+    first = choose_precision(CPU, "auto", MODEL, 100)
+    monkeypatch.setattr(precision, "time_linear", lambda *a: calls.append(a) or (1.0, 1.0))
+    second = choose_precision(CPU, "auto", MODEL, 120)  # 100 and 120 rows both time at 128
+    assert len(calls) == 1 and first.name == second.name == "bf16" and "remembered in" in second.how
+    assert "128x16x64" in second.how
+    choose_precision(CPU, "auto", MODEL, 16)  # another shape: timed
+    assert len(calls) == 2
+    precision.timings_file().write_text("{not json")  # a damaged memory is timed again, then rewritten
+    assert choose_precision(CPU, "auto", MODEL, 100).name == "fp32" and len(calls) == 3
+    assert json.loads(precision.timings_file().read_text())
+
+
+def test_without_a_writable_cache_every_run_times(monkeypatch, tmp_path):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PAIRTRAIN_CACHE", str(tmp_path / "file" / "cache"))  # a path under a file
+    calls = []
+    monkeypatch.setattr(precision, "time_linear", lambda *a: calls.append(a) or (3.0, 1.0))
+    assert all(choose_precision(CPU, "auto", MODEL, 64).name == "bf16" for _ in range(2)) and len(calls) == 2
 
 
 def test_the_real_probe_leaves_the_global_rng_alone():
