@@ -65,4 +65,6 @@ def measured(cmd: list[str], **kw) -> tuple[float, str, int]:
 
 
 def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    """Bytes on disk under ``path``, a hard-linked file counted once."""
+    files = {(s.st_dev, s.st_ino): s.st_size for f in path.rglob("*") if f.is_file() and (s := f.stat())}
+    return sum(files.values())
