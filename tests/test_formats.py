@@ -175,12 +175,20 @@ def test_class_label_columns_give_their_names_and_minus_one_is_unlabelled(tmp_pa
     assert [NLI[p.label] if p.label is not None else None for p in pairs] == ["contradiction", "entailment", None]
 
 
-def test_hub_dataset_offline_says_what_to_do(monkeypatch, tmp_path):
+def test_hub_dataset_offline_says_what_to_do(monkeypatch, tmp_path, capfd):
+    """Offline, the cache answers at once: no HEAD requests retried (and printed) for 23 s first."""
+    import datasets
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(UserError, match=r"hf:someone/pairs@train: cannot load \(the Hugging Face hub is unreachable"
                                         r".*save_to_disk"):
         read_pairs("hf:someone/pairs@train", NLI)
+    out = capfd.readouterr()
+    assert "HEAD" not in out.out + out.err and "Retrying" not in out.out + out.err
+    assert not constants.HF_HUB_OFFLINE and not datasets.config.HF_HUB_OFFLINE  # offline for that load only
 
 
 def _run(argv, capsys):

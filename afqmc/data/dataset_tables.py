@@ -5,8 +5,9 @@ errors name the file and row. Text formats (JSON Lines, TSV, CSV) are :mod:`afqm
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from afqmc.data.rows import HUB_PREFIX, Table
 from shared.errors import UserError
@@ -73,6 +74,20 @@ def _from_disk(spec: str, datasets: Any) -> Any:
     return loaded
 
 
+@contextlib.contextmanager
+def _offline_mode(datasets: Any) -> Iterator[None]:
+    """The hub libraries' offline mode (as HF_HUB_OFFLINE=1 sets it) for one load: the cache answers at
+    once, where ``local_files_only`` alone still sent HEAD requests, retried for 23 s, each printed."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
 def _from_hub(spec: str, datasets: Any) -> Any:
     from afqmc.model.modeldir import hub_reachable
 
@@ -81,9 +96,9 @@ def _from_hub(spec: str, datasets: Any) -> Any:
     if not name:
         raise UserError(f"{spec}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:clue/afqmc@validation")
     offline = not hub_reachable()
-    download = datasets.DownloadConfig(local_files_only=True) if offline else None
     try:
-        return datasets.load_dataset(name, config or None, split=split or "train", download_config=download)
+        with _offline_mode(datasets) if offline else contextlib.nullcontext():
+            return datasets.load_dataset(name, config or None, split=split or "train")
     except Exception as e:
         why = ("the Hugging Face hub is unreachable and the dataset is not in the local cache; on a machine "
                "with access run datasets.load_dataset(...).save_to_disk(DIR) and pass DIR instead") if offline \
