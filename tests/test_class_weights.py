@@ -33,6 +33,7 @@ def test_weighted_cross_entropy_matches_the_hand_computation():
     assert nn.CrossEntropyLoss(weight=torch.tensor(w))(logits, targets).item() == pytest.approx(by_hand)
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_cli_class_weights(tmp_path):
     rows = make_pairs(48, 0)
     rows = [r for r in rows if r["label"] == "0"] + [r for r in rows if r["label"] == "1"][:8]  # 24 vs 8

@@ -94,6 +94,7 @@ def test_unreachable_hub_fails_fast_with_the_offline_help(tmp_path):
     assert "Retrying" not in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_ctrl_c_says_how_to_resume(tmp_path):
     train = write_jsonl(tmp_path / "train.json", make_pairs(256, 0))
     base = make_tiny_bert(tmp_path / "tiny")

@@ -64,6 +64,7 @@ def test_sentencepiece_family_resumes_bit_identically_after_sigkill(tmp_path):
     _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=27)
 
 
+@pytest.mark.slow  # builds models or starts processes; CI runs it
 def test_decoder_only_and_seq2seq_models_are_refused(tmp_path):
     from transformers import GPT2Config, GPT2Model, T5Config, T5Model
 
@@ -82,6 +83,7 @@ def test_decoder_only_and_seq2seq_models_are_refused(tmp_path):
         assert f"model_type '{name}' is {what}" in r.stderr and "Supported encoder families: bert" in r.stderr
 
 
+@pytest.mark.slow  # builds models or starts processes; CI runs it
 def test_tokenizer_without_a_pair_template_is_refused(tmp_path):
     base = make_family_checkpoint(tmp_path / "base", "bert")
     spec = json.loads((base / "tokenizer.json").read_text())

@@ -94,7 +94,7 @@ def _train(app: str, out, data, *more: str):
     return r
 
 
-@pytest.mark.parametrize("app", ["fashion", "afqmc"])
+@pytest.mark.parametrize("app", ["fashion", pytest.param("afqmc", marks=pytest.mark.slow)])
 def test_the_choice_is_in_metrics_json_and_kept_on_resume(app, tmp_path, fashion_dir):
     """A run says how it chose (start-up line, metrics.json); its checkpoint keeps what it chose, and
     ``--resume`` computes in that, without timing again."""

@@ -23,6 +23,7 @@ def _latin_heavy_texts() -> list[str]:
                                             for _ in range(3)) for r in make_pairs(300, 0)]
 
 
+@pytest.mark.slow  # builds models or starts processes; CI runs it
 def test_scratch_vocabulary_is_the_same_in_every_process(tmp_path):
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(_latin_heavy_texts()), encoding="utf-8")
@@ -47,6 +48,7 @@ def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_two_scratch_runs_with_the_same_seed_are_identical_to_the_byte(tmp_path):
     args = _scratch_args(tmp_path)
     for name in ("a", "b"):
@@ -62,6 +64,7 @@ def test_two_scratch_runs_with_the_same_seed_are_identical_to_the_byte(tmp_path)
     assert [e["dev_accuracy"] for e in ha] == [e["dev_accuracy"] for e in hb]
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_resumed_scratch_run_uses_the_tokenizer_of_its_checkpoint(tmp_path):
     """Resume with a training file whose text would give another vocabulary: the run keeps the one it
     started with (a retrained one would scramble the token ids the embeddings were trained on)."""
@@ -77,6 +80,7 @@ def test_resumed_scratch_run_uses_the_tokenizer_of_its_checkpoint(tmp_path):
     assert (out / "last" / "tokenizer.json").read_bytes() == started_with
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_resume_can_extend_a_finished_run_but_not_shorten_it(tmp_path):
     args = _scratch_args(tmp_path)
     out = tmp_path / "run"
@@ -105,6 +109,7 @@ def test_extended_schedule_continues_at_the_longer_schedules_rate():
     assert opt.param_groups[0]["lr"] == pytest.approx((30 - 10) / (30 - 2))
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_safetensors_files_are_byte_stable(tmp_path):
     from shared.checkpoint import save_weights
 

@@ -4,6 +4,7 @@ and the same decisions after a SIGKILL and --resume."""
 import json
 
 import numpy as np
+import pytest
 
 from afqmc.cli import main as afqmc_main
 from afqmc_helpers import make_pairs, write_jsonl
@@ -65,6 +66,7 @@ def test_select_by_loss_keeps_the_lowest_loss(tmp_path):
     assert state.best_epoch == 2 and abs(state.best_metric - 0.2) < 1e-12
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_early_stop_resumes_exactly_after_sigkill(tmp_path):
     train = write_jsonl(tmp_path / "train.json", make_pairs(96, 0))
     dev = write_jsonl(tmp_path / "dev.json", make_pairs(24, 1))

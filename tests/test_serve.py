@@ -108,6 +108,7 @@ def test_health_predictions_bad_requests_and_concurrent_clients(model_dir, tmp_p
         assert server.stop() == 0
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_full_queue_answers_503_and_keeps_serving(model_dir):
     server = Server(model_dir, "--max-queue", "1", "--max-batch-size", "1", "--max-wait-ms", "0",
                     env={"PAIRTRAIN_TEST_EVAL_DELAY": "0.5"})
@@ -122,6 +123,7 @@ def test_full_queue_answers_503_and_keeps_serving(model_dir):
         assert server.stop() == 0
 
 
+@pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
 def test_sigterm_lets_the_request_in_flight_finish(model_dir):
     server = Server(model_dir, env={"PAIRTRAIN_TEST_EVAL_DELAY": "1.5"})
     result = {}
