@@ -91,11 +91,17 @@ class BufferedGradEmbedding(nn.Module):
 
 def buffer_embedding_grads(model: nn.Module) -> int:
     """Replace every plain ``nn.Embedding`` in ``model`` by a :class:`BufferedGradEmbedding` over the
-    same weight; returns how many were replaced. Single-process training only (see the module doc)."""
+    same weight; returns how many were replaced. Weights tied to another module are left as they are;
+    single-process training only (see the module doc)."""
+    uses: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        uses[id(p)] = uses.get(id(p), 0) + 1
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is nn.Embedding and not (child.max_norm or child.scale_grad_by_freq or child.sparse):
+            # A weight tied to another module (e.g. an LM head) gets gradients the buffer does not track.
+            if type(child) is nn.Embedding and not (child.max_norm or child.scale_grad_by_freq or child.sparse) \
+                    and uses[id(child.weight)] == 1:
                 setattr(parent, name, BufferedGradEmbedding(child))
                 replaced += 1
     return replaced

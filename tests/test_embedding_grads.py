@@ -56,3 +56,12 @@ def test_no_grad_and_frozen_lookups_match_and_copies_leave_the_buffer():
     assert twin[0]._buffer is None and pickle.loads(pickle.dumps(buffered))[0]._buffer is None
     buffered[0].weight.requires_grad_(False)
     assert torch.equal(buffered(ids), plain(ids))
+
+
+def test_a_weight_tied_to_another_module_is_left_alone():
+    emb = nn.Embedding(20, 4)
+    head = nn.Linear(4, 20, bias=False)
+    head.weight = emb.weight  # tied, as in a masked-LM head
+    model = nn.ModuleDict({"emb": emb, "head": head, "other": nn.Embedding(5, 4)})
+    assert buffer_embedding_grads(model) == 1
+    assert type(model["emb"]) is nn.Embedding and isinstance(model["other"], BufferedGradEmbedding)
