@@ -24,13 +24,8 @@ def need_reference(*parts: str) -> Path:
 
 def timed(cmd: list[str], **kw) -> tuple[float, str]:
     """Run a whole process; return (wall seconds, stdout). Fails loudly on a non-zero exit."""
-    start = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    seconds = time.perf_counter() - start
-    if r.returncode != 0:
-        print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"command failed ({r.returncode}): {' '.join(cmd)}")
-    return seconds, r.stdout
+    seconds, stdout, _ = measured(cmd, **kw)
+    return seconds, stdout
 
 
 def small_bert(train_jsonl: Path, out: Path) -> Path:
