@@ -28,7 +28,7 @@ def main() -> None:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from afqmc.sources import read_labelled, read_pairs
+    from afqmc.data.sources import read_labelled, read_pairs
 
     train_file, dev_file, held_file, model_dir, seed = sys.argv[1:6]
     epochs = float(sys.argv[6]) if len(sys.argv) > 6 else 3.0

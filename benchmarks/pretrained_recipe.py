@@ -41,7 +41,8 @@ def ours(model: str, files: tuple[str, str, str], seed: int, out: Path, extra: l
                         capture_output=True, text=True, check=True, cwd=REPO).stdout
     m = json.loads((out / "metrics.json").read_text())
     accuracy = float(re.search(r"^accuracy: ([\d.]+)%", ev, re.M).group(1)) / 100
-    return {"heldout_accuracy": accuracy, "best_step": m["best_step"], "steps": m["global_step"],
+    return {"heldout_accuracy": accuracy, "dev_accuracy": m["best_dev_accuracy"], "best_step": m["best_step"],
+            "steps": m["global_step"],
             "epochs": m["config"]["epochs"], "seconds": round(m["train_seconds"], 1)}
 
 
