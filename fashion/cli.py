@@ -26,8 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     command("eval", EvalConfig, "accuracy, per-class report, confusion matrix")
     pr = command("predict", LoadConfig, "classify PNG/JPEG images or .npy arrays")
     pr.add_argument("files", nargs="+", help="28x28 grayscale images (others are resized) or .npy arrays")
-    pr.add_argument("--invert", action="store_true",
-                    help="invert pixel values (for dark items on a light background) (default: off)")
+    pr.add_argument("--invert", nargs="?", const="yes", default="auto", choices=("auto", "yes", "no"),
+                    help="negate pixel values as Fashion-MNIST's photos were: auto decides per image (a light "
+                         "or transparent background: yes), and says what it decided; .npy arrays only when "
+                         "yes; a bare --invert is yes (default: auto)")
+    pr.add_argument("--output", metavar="OUT",
+                    help="also write the predictions (every class's probability) to OUT: .jsonl, .json, "
+                         ".csv or .tsv by extension (optional)")
     pr.add_argument("--grid", metavar="PNG",
                     help="also draw the images with their top class and probability into this PNG (optional)")
     ex = command("export", LoadConfig, "save the whole model with torch.save(model) (the tutorial's way). "
@@ -55,7 +60,8 @@ def _prepare(argv: Sequence[str]) -> Callable[[], object]:
         return lambda: run_inference(cfg, infer.run_eval)
     if args.command == "predict":
         return lambda: run_inference(cfg, lambda c: infer.run_predict(c.model_dir, args.files, c.trust_pickle,
-                                                                      args.invert, args.grid))
+                                                                      args.invert, args.grid,
+                                                                      args.output))
     return lambda: run_inference(cfg, lambda c: infer.run_export(c.model_dir, args.output))
 
 

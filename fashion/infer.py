@@ -13,6 +13,7 @@ from torch import nn
 
 from fashion import CLASSES, DEFAULT_DATA_DIR
 from fashion.config import EvalConfig
+from fashion.images import Item, load_item
 from fashion.data import MEAN, STD, TensorBatches, chunk, load_split, to_tensor
 from fashion.model import PixelInput, build_model
 from fashion.plots import prediction_grid
@@ -21,6 +22,7 @@ from shared.checkpoint import load_weights, load_whole_model, save_weights, save
 from shared.errors import CheckpointError, UserError
 from shared.loops import evaluate, predict_proba
 from shared.metrics import format_test_line, report_text, single_class_warning
+from shared.record_files import record_format, write_records
 from shared.report import write_eval_report
 from shared.precision import choose_precision
 from shared.runtime import select_device
@@ -104,77 +106,45 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     return metrics
 
 
-def _load_image(path: Path, invert: bool) -> np.ndarray:
-    """A file as a (28, 28) float array in [0, 1]: a .npy of exactly that shape, or an image (see
-    :func:`_image_as_item`)."""
-    if not path.is_file():
-        raise UserError(f"{path}: not found" if not path.exists() else f"{path}: not a file")
-    if path.suffix.lower() != ".npy":
-        return _image_as_item(path, invert)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not a valid .npy array ({e})") from None
-    arr = np.squeeze(arr)
-    if arr.shape != (28, 28):
-        raise UserError(f"{path}: array shape {arr.shape}, expected 28x28 (one grayscale image)")
-    arr = arr.astype(np.float32)
-    if arr.max(initial=0) > 1.0:  # uint8-style 0-255 values
-        arr = arr / 255.0
-    if not np.isfinite(arr).all() or arr.min() < 0:
-        raise UserError(f"{path}: pixel values must be finite and non-negative")
-    return 1.0 - arr if invert else arr
-
-
-def _image_as_item(path: Path, invert: bool) -> np.ndarray:
-    """An image file framed like a Fashion-MNIST item: grayscale in [0, 1] (16-bit images scaled by their
-    range, not clipped), ``invert``ed if asked, transparent parts on the data set's black background,
-    and scaled so that its longer side is 28 pixels, centred, aspect ratio kept (squashing a tall
-    dress into a square makes it look like a shirt)."""
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise UserError(f"{path}: reading images needs Pillow: pip install 'pairtrain[images]' "
-                        "(or pass .npy arrays)") from None
-    try:
-        with Image.open(path) as im:
-            if im.mode == "P":  # a palette may carry transparency
-                im = im.convert("RGBA")
-            if im.mode.startswith("I"):  # 16-bit (and 32-bit integer) grayscale
-                lum = np.asarray(im, dtype=np.float32) / 65535.0
-            else:
-                lum = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-            alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0 if "A" in im.getbands() else None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read image ({e})") from None
-    lum = np.clip(lum, 0.0, 1.0)
-    item = 1.0 - lum if invert else lum
-    if alpha is not None:
-        item = item * alpha
-    h, w = item.shape
-    size = (max(1, round(28 * w / max(h, w))), max(1, round(28 * h / max(h, w))))
-    scaled = np.asarray(Image.fromarray(item).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
-    out = np.zeros((28, 28), dtype=np.float32)
-    top, left = (28 - size[1]) // 2, (28 - size[0]) // 2
-    out[top:top + size[1], left:left + size[0]] = np.clip(scaled, 0.0, 1.0)
-    return out
-
-
-def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: bool,
-                grid: str | None = None) -> list[dict[str, Any]]:
+def run_predict(model_dir: str, files: list[str], trust_pickle: bool, invert: str = "auto",
+                grid: str | None = None, output: str | None = None) -> list[dict[str, Any]]:
+    """Classify ``files``; one that cannot be read is reported and skipped, and the command fails at the
+    end (after writing the others' results) so that a script notices."""
+    kind = record_format(output) if output else None
     model, meta = load_model(model_dir, trust_pickle)
-    images = np.stack([_load_image(Path(f), invert) for f in files])
-    x = torch.from_numpy(images).unsqueeze(1)
+    items, failed = {}, []
+    for f in files:
+        try:
+            items[f] = load_item(Path(f), invert)
+        except UserError as e:
+            if len(files) == 1:
+                raise
+            failed.append(str(e))
+            log.warning(f"{e} (skipped)")
+    results = _classify(model, meta, items) if items else []
+    if output:
+        write_records(output, results, kind)
+        log.info(f"wrote {len(results)} predictions to {output}")
+    if grid and results and prediction_grid(Path(grid), np.stack([i.pixels for i in items.values()]), results):
+        log.info(f"wrote {grid}")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(files)} files could not be read (first: {failed[0]})")
+    return results
+
+
+def _classify(model: nn.Module, meta: dict[str, Any], items: dict[str, Item]) -> list[dict[str, Any]]:
+    x = torch.from_numpy(np.stack([i.pixels for i in items.values()])).unsqueeze(1)
     if meta.get("normalize", True):
         x = (x - MEAN) / STD
     probs = predict_proba(model, [x], device=torch.device("cpu"), progress=False)
     results = []
-    for f, p in zip(files, probs):
+    for (f, item), p in zip(items.items(), probs):
         k = int(p.argmax())
-        results.append({"file": f, "class": CLASSES[k], "index": k, "probability": float(p[k])})
-        log.info(f"{f}: {CLASSES[k]} ({100 * p[k]:.1f}%)")
-    if grid and prediction_grid(Path(grid), images, results):
-        log.info(f"wrote {grid}")
+        results.append({"file": f, "class": CLASSES[k], "index": k, "probability": float(p[k]),
+                        "inverted": item.inverted, "probabilities": dict(zip(CLASSES, map(float, p)))})
+        log.info(f"{f}: {CLASSES[k]} ({100 * p[k]:.1f}%)"
+                 + ("" if item.why in ("asked", "a .npy array") else
+                    f"  [{item.why}: {'inverted' if item.inverted else 'as is'}]"))
     return results
 
 

@@ -166,6 +166,24 @@ def test_fashion_predict_unreadable_image(fashion_run, tmp_path, capsys):
            capsys, "none.npy", "not found")
 
 
+def test_fashion_predict_skips_an_unreadable_file_and_fails_at_the_end(fashion_run, tmp_path, capsys):
+    """One bad file in a batch is reported and skipped; the others are classified and written; exit 2."""
+    (tmp_path / "x.png").write_bytes(b"not a png")
+    np.save(tmp_path / "a.npy", np.zeros((28, 28), dtype=np.uint8))
+    out = tmp_path / "p.csv"
+    rc = fashion_main(["predict", "--model-dir", str(fashion_run / "run" / "best"), str(tmp_path / "a.npy"),
+                       str(tmp_path / "x.png"), str(tmp_path / "b.npy"), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "x.png: cannot read image" in err and "(skipped)" in err and "b.npy: not found (skipped)" in err
+    assert err.strip().splitlines()[-1].endswith("2 of 3 files could not be read (first: " + str(tmp_path / "x.png")
+                                                 + ": cannot read image (cannot identify image file "
+                                                 + repr(str(tmp_path / "x.png")) + "))")
+    rows = out.read_text().splitlines()
+    assert len(rows) == 2 and rows[0].startswith("file,class,index,probability,inverted,probabilities.T-shirt/top")
+    assert rows[1].startswith(str(tmp_path / "a.npy") + ",")
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "flipped", "bad-config"])
 def test_fashion_damaged_model_dir(fashion_run, tmp_path, capsys, damage):
     model = _damaged_copy(fashion_run / "run" / "best", tmp_path / "model", damage, keep=500)

@@ -267,29 +267,52 @@ def test_hflip_mirrors_the_same_images_in_both_loaders_and_defaults_per_arch():
 
 def test_images_are_framed_like_the_data_set(tmp_path, monkeypatch):
     """16-bit images are scaled by their range (not clipped to white), transparent parts land on the
-    data set's black background (after --invert), and a tall image keeps its aspect ratio, centred."""
+    data set's black background, and a tall image keeps its aspect ratio, centred."""
     Image = pytest.importorskip("PIL.Image")
-    from fashion.infer import _load_image
+    from fashion.images import load_item
 
     rng = np.random.default_rng(0)
     item = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    item[0, 0] = item[-1, -1] = 0  # a dark corner colour: nothing to trim (the noise reaches every edge)
     Image.fromarray(item).save(tmp_path / "8.png")
     Image.fromarray(item.astype(np.uint16) * 257).save(tmp_path / "16.png")
-    eight = _load_image(tmp_path / "8.png", invert=False)
+    eight = load_item(tmp_path / "8.png", "no").pixels
     assert np.allclose(eight, item / 255.0, atol=1e-6)
-    assert np.allclose(_load_image(tmp_path / "16.png", invert=False), eight, atol=1e-6)
+    assert np.allclose(load_item(tmp_path / "16.png", "no").pixels, eight, atol=1e-6)
 
     alpha = np.zeros((28, 28), dtype=np.uint8)
-    alpha[5:20, 8:18] = 255
+    alpha[5:19, 8:15] = 255  # a 14 x 7 opaque item: trimmed to it, then 28 x 14
     rgba = np.dstack([np.full((28, 28, 3), 200, dtype=np.uint8), alpha])  # light grey, mostly transparent
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
-    for invert, inside in ((False, 200 / 255), (True, 1 - 200 / 255)):
-        got = _load_image(tmp_path / "a.png", invert=invert)
-        assert np.allclose(got[5:20, 8:18], inside, atol=2e-3) and got[alpha == 0].max() == 0
+    for invert, inside in (("no", 200 / 255), ("yes", 1 - 200 / 255), ("auto", 1 - 200 / 255)):
+        got = load_item(tmp_path / "a.png", invert)
+        assert np.allclose(got.pixels[:, 7:21], inside, atol=2e-3), invert
+        assert got.pixels[:, :7].max() == 0 and got.pixels[:, 21:].max() == 0
+    assert load_item(tmp_path / "a.png").why == "transparent background"
 
     Image.fromarray(np.full((56, 28), 255, dtype=np.uint8)).save(tmp_path / "tall.png")
-    tall = _load_image(tmp_path / "tall.png", invert=False)
+    tall = load_item(tmp_path / "tall.png", "no").pixels  # uniform: nothing to trim to
     assert np.allclose(tall[:, 7:21], 1.0, atol=1e-3) and tall[:, :7].max() == 0 and tall[:, 21:].max() == 0
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # Pillow refuses images over twice this (decompression bombs)
     with pytest.raises(UserError, match=r"tall\.png: cannot read image \(Image size \(1568 pixels\) exceeds"):
-        _load_image(tmp_path / "tall.png", invert=False)
+        load_item(tmp_path / "tall.png", "no")
+
+
+def test_a_photo_on_white_is_trimmed_and_negated_like_fashion_mnist(tmp_path):
+    """A dark 20 x 10 item in the middle of a 100 x 100 white photo (with slight noise in the margin)
+    becomes a light item filling the frame's height on black, as the data set's items are; the same photo
+    on black is left as is. A margin within 5% of the corner colour is trimmed."""
+    Image = pytest.importorskip("PIL.Image")
+    from fashion.images import load_item
+
+    rng = np.random.default_rng(1)
+    photo = (250 - rng.integers(0, 8, (100, 100))).astype(np.uint8)  # white, within 5% of the corners
+    photo[40:60, 45:55] = 30
+    Image.fromarray(photo).save(tmp_path / "white.png")
+    got = load_item(tmp_path / "white.png")
+    assert got.inverted and got.why.startswith("light background")
+    assert got.pixels[2:26, 9:19].min() > 0.85 and got.pixels[:, :6].max() < 0.05  # 28 x 14, centred
+    Image.fromarray(255 - photo).save(tmp_path / "black.png")
+    dark = load_item(tmp_path / "black.png")
+    assert not dark.inverted and dark.why.startswith("dark background")
+    assert np.allclose(dark.pixels, got.pixels, atol=0.05)

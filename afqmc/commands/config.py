@@ -188,15 +188,18 @@ class PredictConfig(InferConfig):
     file: str | None = _f(None, "pair file to label (any format train reads; labels optional); needs --output")
     pair: str | None = _f(None, "one sentence pair to label (instead of --file)", nargs=2,
                           metavar=("SENTENCE1", "SENTENCE2"))
-    output: str | None = _f(None, "with --file (required there): where to write one {\"id\", \"label\"} JSON "
-                                  "per input line, CLUE style", metavar="OUT.json")
+    output: str | None = _f(None, "with --file (required there): where to write one prediction per input "
+                                  "pair, format by extension: .json CLUE's {\"id\", \"label\"} lines; .jsonl "
+                                  "adds each label's probability; .csv / .tsv the same as columns",
+                            metavar="OUT")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if (self.file is None) == (self.pair is None):
-            raise UserError("predict needs exactly one of --file FILE (with --output OUT.json) or --pair S1 S2")
+            raise UserError("predict needs exactly one of --file FILE (with --output OUT) or --pair S1 S2")
         if self.file is not None and not self.output:
-            raise UserError("predict --file needs --output OUT.json (where to write the predictions)")
+            raise UserError("predict --file needs --output OUT (.json, .jsonl, .csv or .tsv: where to write the "
+                            "predictions)")
 
 
 @dataclass(frozen=True)

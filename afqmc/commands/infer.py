@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -16,10 +15,10 @@ from afqmc.data.batches import Pair, PairBatches, length_sorted_batches
 from afqmc.commands.config import EvalConfig, InferConfig, PredictConfig
 from afqmc.data.sources import read_pairs
 from afqmc.model.scorer import PairScorer
-from shared.atomic import write_bytes
 from shared.errors import UserError
 from shared.loops import evaluate
 from shared.metrics import report_text, single_class_warning
+from shared.record_files import record_format, write_records
 from shared.report import write_eval_report
 from shared.selection import at_threshold
 
@@ -57,13 +56,12 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def run_predict_file(cfg: PredictConfig) -> None:
-    """CLUE submission format: one ``{"id", "label"}`` per input record, in order (the file's id column,
-    else the record's 0-based position)."""
-    out = Path(cfg.output)
-    if out.is_dir():
-        raise UserError(f"--output {out}: is a directory, expected a file name")
-    if not out.parent.is_dir():
-        raise UserError(f"--output {out}: folder {out.parent} does not exist")
+    """One record per input pair, in order, ``id`` being the file's id column, else the record's 0-based
+    position. ``--output`` ``.json``: CLUE's submission format, ``{"id", "label"}`` lines; ``.jsonl``:
+    those plus ``probability`` (of the label given) and ``probabilities`` (every label's); ``.csv`` /
+    ``.tsv``: the same as columns (``probabilities.<label>``)."""
+    kind = record_format(cfg.output)
+    clue = Path(cfg.output).suffix.lower() == ".json"
     scorer = scorer_for(cfg)
     labels = scorer.labels
     pairs = read_pairs(cfg.pair_file(cfg.file, scorer.settings, False), labels, need_label=False,
@@ -74,11 +72,14 @@ def run_predict_file(cfg: PredictConfig) -> None:
     log.info(f"predicted {len(pairs)} pairs in {seconds:.2f}s ({len(pairs) / max(seconds, 1e-9):.1f} pairs/s, "
              f"tokenisation included); labels decided by {scorer.decided_by}")
     pred = scorer.decide(probs)
-    lines = [json.dumps({"id": p.id if p.id is not None else p.index, "label": labels[k]}, ensure_ascii=False)
-             for p, k in zip(pairs, pred)]
-    write_bytes(out, ("\n".join(lines) + "\n").encode("utf-8"))  # atomic: never half-written
+    records = [{"id": p.id if p.id is not None else p.index, "label": labels[k]}
+               | ({} if clue else {"probability": float(row[k]),
+                                   "probabilities": {lab: float(x) for lab, x in zip(labels, row)}})
+               for p, k, row in zip(pairs, pred, probs)]
+    write_records(cfg.output, records, kind)  # atomic: never half-written
     counts = np.bincount(pred, minlength=len(labels))
-    log.info(f"wrote {len(lines)} predictions to {out} ("
+    log.info(f"wrote {len(records)} predictions to {cfg.output} ("
+             + ("CLUE format: id, label; .jsonl/.csv/.tsv add the probabilities; " if clue else "")
              + ", ".join(f"label {lab}: {c}" for lab, c in zip(labels, counts)) + ")")
     if len(pairs) > 1 and (counts > 0).sum() == 1:
         log.warning(f"WARNING: every pair was predicted as label {labels[int(counts.argmax())]}")
