@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-# Display names of the default binary labels "0"/"1".
-LABEL_NAMES = {"0": "different", "1": "same meaning"}
-
 _LAZY = {"PairScorer": "afqmc.model.scorer", "load_model_dir": "afqmc.model.modeldir",
          "save_model_dir": "afqmc.model.modeldir", "BertForPairwiseCLS": "afqmc.model.bert"}
-__all__ = ["LABEL_NAMES", "class_names", *_LAZY]
+__all__ = ["class_names", *_LAZY]
 
 
-def class_names(labels: Sequence[str]) -> list[str]:
-    """Names to show for the labels: the binary "0"/"1" get words, any other label is its own name."""
-    return [LABEL_NAMES.get(lab, lab) if tuple(labels) == ("0", "1") else lab for lab in labels]
+def class_names(labels: Sequence[str], names: Sequence[str] | None = None) -> list[str]:
+    """Names to show for the labels in tables, plots and ``metrics.json``: ``train --label-names`` where it
+    was given (saved with the model), else the labels as the data writes them. No label set gets names
+    it did not ask for: "0"/"1" are not "different"/"same meaning" in a paraphrase or an NLI set."""
+    return list(names) if names else list(labels)
 
 
 def __getattr__(name: str) -> Any:

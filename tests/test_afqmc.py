@@ -45,7 +45,8 @@ def test_train_eval_predict_with_local_model(pair_files, tmp_path):
     r = run_cli("afqmc", "eval", "--model-dir", str(out / "last"), "--file", str(dev))
     assert r.returncode == 0, r.stderr
     assert f"accuracy: {100 * m['dev_accuracy']:.2f}%" in r.stdout  # reproduces the run's number
-    assert "confusion matrix" in r.stdout and "same meaning" in r.stdout
+    assert "confusion matrix" in r.stdout and "same meaning" not in r.stdout  # the data's labels: 0, 1
+    assert m["classes"] == ["0", "1"]
 
     pred = tmp_path / "pred.json"
     r = run_cli("afqmc", "predict", "--model-dir", str(out / "best"), "--file", str(test), "--output", str(pred))

@@ -99,7 +99,10 @@ def test_afqmc_reports_use_pair_class_names(tmp_path, capsys):
     base = make_tiny_bert(tmp_path / "tiny")
     out = tmp_path / "run"
     assert afqmc_main(["train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
-                       "--out", str(out), "--epochs", "2", "--batch-size", "16", "--log-interval", "2"]) == 0
+                       "--out", str(out), "--epochs", "2", "--batch-size", "16", "--log-interval", "2",
+                       "--label-names", "different, same meaning"]) == 0
+    assert "labels 0 (different), 1 (same meaning)" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["classes"] == ["different", "same meaning"]
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [r["kind"] for r in rows].count("epoch") == 2 and [r["kind"] for r in rows].count("log") == 4
     assert _png_size(out / "curves.png")[0] >= 600 and _png_size(out / "confusion.png")[0] >= 300
@@ -107,4 +110,7 @@ def test_afqmc_reports_use_pair_class_names(tmp_path, capsys):
     assert afqmc_main(["eval", "--model-dir", str(out / "best"), "--file", str(dev), "--report",
                        str(tmp_path / "rep")]) == 0
     per_class = list(csv.DictReader(open(tmp_path / "rep" / "per_class.csv")))
-    assert [r["class"] for r in per_class] == ["different", "same meaning"]
+    assert [r["class"] for r in per_class] == ["different", "same meaning"]  # read back from best/
+    assert afqmc_main(["train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
+                       "--out", str(tmp_path / "x"), "--label-names", "a,b,c"]) == 2
+    assert "--label-names: 3 names for the 2 labels of " in capsys.readouterr().err

@@ -44,6 +44,10 @@ class TrainConfig(RunOptions):
     mlm_epochs: int = _f(0, "masked-LM warm-up epochs on the training text before fine-tuning (0: none)")
     labels: str = _f("", "comma-separated label values in class-index order (default: those of the training "
                          "data, numbers in numeric order, then names alphabetically)", no_default_help=True)
+    label_names: str = _f("", "comma-separated names shown for the labels in --labels order (tables, "
+                              "confusion.png, metrics.json classes), saved with the model, e.g. 'different,same "
+                              "meaning' for AFQMC's 0,1 (default: the labels as the data writes them)",
+                          no_default_help=True)
     class_weights: str = _f("none", "weights of the labels in the training loss, for imbalanced data: none, "
                                     "balanced (n / (labels x count)), or w1,w2,... in --labels order")
     batch_size: int | None = _f(None, "pairs per batch (per process); global batch = this x accum-steps x "
@@ -92,6 +96,11 @@ class TrainConfig(RunOptions):
         labels = self.label_list or ()
         if self.labels and (len(labels) < 2 or len(set(labels)) != len(labels)):
             problems.append(f"--labels {self.labels!r}: need at least two distinct comma-separated values")
+        names = self.label_name_list or ()
+        if names and (not all(names) or len(set(names)) != len(names)):
+            problems.append(f"--label-names {self.label_names!r}: need distinct non-empty comma-separated names")
+        elif names and labels and len(names) != len(labels):
+            problems.append(f"--label-names: {len(names)} names for the {len(labels)} labels of --labels")
         if self.tune_threshold and self.labels and len(labels) != 2:
             problems.append("--tune-threshold needs exactly two labels")
         if self.class_weights not in ("none", "balanced"):
@@ -106,6 +115,11 @@ class TrainConfig(RunOptions):
             problems.append("--mlm-epochs needs the training text in memory; it cannot be combined with --streaming")
         problems += column_problems(self.text_columns, self.label_column)
         raise_problems(problems)
+
+    @property
+    def label_name_list(self) -> tuple[str, ...] | None:
+        """``--label-names`` as a tuple; None: show the labels themselves."""
+        return tuple(x.strip() for x in self.label_names.split(",")) if self.label_names.strip() else None
 
     @property
     def label_list(self) -> tuple[str, ...] | None:

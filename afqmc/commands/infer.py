@@ -42,7 +42,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                        keep_scores=scorer.threshold is not None)
     if scorer.threshold is not None:
         metrics = at_threshold(metrics, scorer.threshold)
-    names = class_names(labels)
+    names = class_names(labels, scorer.settings.label_names)
     if scorer.threshold is not None:  # the headline with the argmax figure beside it: is the threshold worth it?
         log.info(f"accuracy {100 * metrics['accuracy']:.2f}% at decision threshold {scorer.threshold:.4f} "
                  f"(tuned on dev in training; argmax: {100 * metrics['argmax_accuracy']:.2f}%)")
@@ -96,7 +96,7 @@ def run_predict_pair(cfg: PredictConfig) -> dict[str, Any]:
     scorer = scorer_for(cfg)
     result = scorer.describe(scorer.probabilities([Pair(0, None, sentence1, sentence2, None)])[0])
     label = result["label"]
-    name = class_names(scorer.labels)[scorer.labels.index(label)]
+    name = class_names(scorer.labels, scorer.settings.label_names)[scorer.labels.index(label)]
     shown = label if name == label else f"{label} ({name})"
     others = ", ".join(f"{lab}: {p:.4f}" for lab, p in result["probabilities"].items())
     log.info(f"label: {shown}  probability: {result['probability']:.4f}  ({others}; decided by {scorer.decided_by})")

@@ -74,11 +74,15 @@ def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]
     if unseen := [label for label, count in zip(labels, counts) if count == 0]:  # only with --labels
         log.warning(f"{cfg.train_file}: no training pair has label {', '.join(unseen)} (named in --labels); "
                     "the model cannot learn to predict it")
+    if (names := cfg.label_name_list) and len(names) != len(labels):
+        raise UserError(f"--label-names: {len(names)} names for the {len(labels)} labels of {cfg.train_file} "
+                        f"({', '.join(labels)})")
     total = sum(counts)
     dev_pairs = read_pairs(cfg.pair_file(cfg.dev_file), labels, skip_bad=cfg.skip_bad_lines)
     log.info(f"data: {total} training pairs ({cfg.train_file}{', streamed' if cfg.streaming else ''}), "
-             f"{len(dev_pairs)} dev pairs; labels {', '.join(labels)}"
-             f"{'' if cfg.label_list else ' (from the training data)'}")
+             f"{len(dev_pairs)} dev pairs; labels "
+             + ", ".join(lab if lab == name else f"{lab} ({name})" for lab, name in zip(labels, names or labels))
+             + f"{'' if cfg.label_list else ' (from the training data)'}")
     seed_everything(cfg.seed)
     found = find_checkpoint(run, cfg.resume)
     extra = found[1].get("extra", {}) if found else {}
@@ -136,7 +140,8 @@ def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[in
 
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
         data: TrainData, dev_pairs: list, found: tuple[Path, dict[str, Any]] | None) -> dict[str, Any]:
-    settings.record(net.config, cfg.max_length, text_column_pair(cfg.text_columns), cfg.label_column)
+    settings.record(net.config, cfg.max_length, text_column_pair(cfg.text_columns), cfg.label_column,
+                    cfg.label_name_list)
     if distributed.world_size() == 1:  # DDP's reducer needs gradients through autograd (shared.embedding_grads)
         buffer_embedding_grads(net)
     model = distributed.wrap(net.to(device), device)
@@ -163,7 +168,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
                    autocast, progress=not cfg.quiet)
     mine = distributed.eval_range(len(dev_x))  # each rank evaluates its slice; results are gathered
     dev_batches = PairBatches(dev_x, dev_y, length_sorted_batches(dev_x, cfg.eval_batch_size, mine), pad)
-    names = class_names(data.labels)
+    names = class_names(data.labels, cfg.label_name_list)
     if cfg.tune_threshold and len(data.labels) != 2:
         raise UserError(f"--tune-threshold needs two labels; the data has {len(data.labels)}")
     log.info(f"{data.total} pairs, batch {cfg.batch_size} x accumulation {cfg.accum_steps}: "

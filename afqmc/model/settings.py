@@ -28,12 +28,15 @@ class InferenceSettings:
     label_column: str | None = None  # --label-column of training (None: detected)
     match_types: bool = False  # token types mark tokens shared by both sentences (scratch models)
     threshold: float | None = None  # binary: P(second label) at which it is chosen (None: argmax)
+    label_names: tuple[str, ...] | None = None  # train --label-names, shown for the labels (None: the labels)
 
 
-def record(config: Any, max_length: int, text_columns: tuple[str, str] | None, label_column: str | None) -> None:
-    """Store the training-time encoding and columns on a model config (saved with every model directory)."""
+def record(config: Any, max_length: int, text_columns: tuple[str, str] | None, label_column: str | None,
+           label_names: tuple[str, ...] | None = None) -> None:
+    """Store the training-time encoding, columns and label names on a model config (saved with every model
+    directory)."""
     setattr(config, KEY, {"max_length": max_length, "text_columns": list(text_columns) if text_columns else None,
-                          "label_column": label_column})
+                          "label_column": label_column, "label_names": list(label_names) if label_names else None})
 
 
 def read(config: Any) -> InferenceSettings:
@@ -44,5 +47,6 @@ def read(config: Any) -> InferenceSettings:
     return InferenceSettings(max_length=int(saved.get("max_length") or DEFAULT_MAX_LENGTH),
                              text_columns=tuple(columns) if columns else None,  # type: ignore[arg-type]
                              label_column=saved.get("label_column"),
+                             label_names=tuple(saved["label_names"]) if saved.get("label_names") else None,
                              match_types=bool(getattr(config, "match_token_types", False)),
                              threshold=None if threshold is None else float(threshold))
