@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
@@ -21,7 +23,11 @@ def _flag(name: str) -> str:
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per dataclass field, typed and documented from the field."""
+    """Add one ``--flag`` per dataclass field, typed and documented from the field.
+
+    A flag that is not given is left out of the namespace (``argparse.SUPPRESS``) and :func:`from_args`
+    fills it in: from the field's default, or from a resumed run's saved settings. Required fields are
+    checked there too, since ``--resume`` may supply them."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude or not f.init:
@@ -30,7 +36,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, exclude: tupl
         # argparse %-formats help text: a literal "25%" would crash --help ("must be real number").
         help_text = f.metadata.get("help", "").replace("%", "%%")
         default = f.default if f.default is not dataclasses.MISSING else None
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default}
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
         origin = get_origin(tp)
         if origin in (typing.Union, types.UnionType):  # Optional[X]
             tp = next(a for a in get_args(tp) if a is not type(None))
@@ -49,13 +55,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, exclude: tupl
         for key in ("nargs", "metavar"):
             if key in f.metadata:
                 kwargs[key] = f.metadata[key]
+        shown = f" (default: {str(default).replace('%', '%%')})"
         if f.metadata.get("required"):
-            kwargs["required"] = True
-            kwargs.pop("default")
-            parser.add_argument(_flag(f.name), help=f"{help_text} (required)", **kwargs)
-            continue
-        shown = " (default: %(default)s)"
-        if "default_help" in f.metadata:  # a default resolved later (e.g. per architecture), said in words
+            shown = " (required)"
+        elif "default_help" in f.metadata:  # a default resolved later (e.g. per architecture), said in words
             shown = f" (default: {f.metadata['default_help']})"
         elif f.metadata.get("no_default_help"):
             shown = ""
@@ -137,12 +140,54 @@ def raise_problems(problems: list[str]) -> None:
         raise UserError("; ".join(problems))
 
 
+RUN_SETTINGS = "run_config.json"  # in a run directory: the settings it was started with (see from_args)
+
+
 def from_args(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
-    """Build the config from parsed arguments; ``__post_init__`` validates it."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    values = {k: v for k, v in vars(ns).items() if k in names}
-    values.update(overrides)
+    """Build the config from parsed arguments; ``__post_init__`` validates it.
+
+    Options not given take the field's default, except under ``--resume`` of a run directory that holds
+    :data:`RUN_SETTINGS`: there they take the run's own settings, so ``train --out runs/x --resume`` needs
+    nothing retyped (options given beside it are checked against the checkpoint by the app, as before)."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    given = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields}} | overrides
+    saved = _resumed_settings(cls, given)
+    values = {}
+    for f in fields:
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif saved is not None and f.name in saved:
+            values[f.name] = saved[f.name]
+        elif f.default is not dataclasses.MISSING and not f.metadata.get("required"):
+            values[f.name] = f.default
+    if missing := [_flag(f.name) for f in fields if f.name not in values]:
+        from shared.errors import UserError
+
+        hint = "" if "resume" not in given else (
+            f" (--resume takes them from {Path(given.get('out', _default(cls, 'out'))) / RUN_SETTINGS}, "
+            "which does not exist)")
+        raise UserError(f"the following arguments are required: {', '.join(missing)}{hint}")
     return cls(**values)
+
+
+def _default(cls: type, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _resumed_settings(cls: type, given: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved settings of the run ``--out`` names when ``--resume`` is given (None: none to take)."""
+    if not given.get("resume") or "out" not in {f.name for f in dataclasses.fields(cls)}:
+        return None
+    path = Path(given.get("out", _default(cls, "out"))) / RUN_SETTINGS
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        from shared.errors import UserError
+
+        raise UserError(f"{path}: cannot read the run's saved settings ({e}); give the options again") from None
+    return {k: v for k, v in saved.items() if k not in ("resume", "out")} if isinstance(saved, dict) else None
 
 
 def field_defaults(cls: type) -> dict[str, Any]:

@@ -10,7 +10,8 @@ or up to the next multiple of ``eval_every_steps`` global steps when that comes 
    links to best/'s files, not a second write); count evaluations without improvement and stop early
    after ``patience`` of them;
 5. save a checkpoint (best, patience count and, at an epoch's end, the next epoch), then ``metrics.json``;
-then after the last epoch (or an early stop) the run report and the final result line.
+then after the last epoch (or an early stop) the run report and the final result line. Before the
+first stretch, ``run_config.json`` records the run's settings (what ``--resume`` alone continues with).
 A resumed run continues after the last checkpoint and takes exactly the same decisions.
 
 A SIGINT/SIGTERM (see :mod:`shared.interrupt`) ends training after the step in progress, or the
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from shared import distributed, interrupt
+from shared.atomic import write_json
 from shared.checkpoint import newest_checkpoint_name
 from shared.errors import WriteFailed
 from shared.loops import EvaluationStopped, TrainState, train_one_epoch
@@ -80,6 +82,8 @@ class Trainer:
 def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
     """Train from ``state`` to the end (or to a stop request); returns the last evaluation's metrics."""
     metrics: dict[str, Any] = {}
+    if distributed.is_main():  # what `--resume` alone continues with (shared.config.from_args)
+        _write(t, lambda: write_json(t.run.settings, t.config), state)
     if state.stopped_early and (not t.patience or state.evals_since_best < t.patience):
         state.stopped_early = False  # resumed with more (or no) patience: the run goes on
     with interrupt.stop_on_signals():

@@ -3,6 +3,7 @@
 Layout of ``OUT/``::
 
     metrics.json     final + per-epoch metrics, the config, elapsed seconds
+    run_config.json  the settings the run was started (or last resumed) with: what --resume alone reuses
     train.log        everything printed to the console (without progress bars)
     best/  last/     self-contained model directories that ``eval``/``predict`` load
     checkpoints/     resumable training checkpoints (``step-<global step>/``), newest kept
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from shared import distributed
 from shared.collector import collector_paused, no_collection_at_exit
+from shared.config import RUN_SETTINGS
 from shared.errors import UserError, WriteFailed
 from shared.interrupt import RunInterrupted
 
@@ -58,6 +60,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
+
+    @property
+    def settings(self) -> Path:
+        return self.root / RUN_SETTINGS
 
     @property
     def log_file(self) -> Path:

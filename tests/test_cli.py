@@ -129,3 +129,26 @@ def test_auto_threads_leave_the_busy_cores_to_the_other_process():
     finally:
         busy.kill()
         torch.set_num_threads(before)
+
+
+def test_resume_needs_no_retyping_and_still_checks_what_is_given(tmp_path, capsys):
+    """`train --out X --resume` takes every setting from X/run_config.json; flags given beside it win
+    (--epochs extends the run) and are checked against the checkpoint as before."""
+    from afqmc.cli import main
+
+    train = write_jsonl(tmp_path / "train.json", make_pairs(32, 0))
+    out = str(tmp_path / "run")
+    assert main(["train", "--train-file", str(train), "--dev-file", str(train), "--model", "scratch",
+                 "--scratch-size", "tiny", "--epochs", "1", "--batch-size", "16", "--lr", "1e-3", "--out", out,
+                 "--quiet"]) == 0
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text()) == first
+    assert main(["train", "--out", out, "--resume", "--epochs", "2"]) == 0
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["global_step"] == 4 and m["config"] == {**first, "epochs": 2, "resume": True}
+    capsys.readouterr()
+    assert main(["train", "--out", out, "--resume", "--lr", "0.1"]) == 2
+    assert "settings differ from the checkpoint" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert ("required: --train-file, --dev-file (--resume takes them from " + str(tmp_path / "none" / "run_config.json")
+            in capsys.readouterr().err)

@@ -50,7 +50,9 @@ def _assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(wa[k], wb[k]), k
 
 
-def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, trials: int, seed: int) -> None:
+def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, trials: int, seed: int,
+                         retype: bool = True) -> None:
+    """``retype=False`` resumes with ``--out X --resume`` alone: every setting from the run directory."""
     ref = tmp_path / "reference"
     r = run_cli(*args, "--out", str(ref))
     assert r.returncode == 0, r.stderr
@@ -62,7 +64,7 @@ def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, tria
             killed += 1
         partial = list((out / "checkpoints").glob(".step-*.tmp-*"))
         mid_write += bool(partial)
-        r = run_cli(*args, "--out", str(out), "--resume")
+        r = run_cli(*(args if retype else args[:2]), "--out", str(out), "--resume")
         assert r.returncode == 0, r.stderr
         assert "resumed from" in (out / "train.log").read_text()  # it continued, it did not start over
         assert "skipping unusable checkpoint" not in r.stderr  # a kill never leaves a bad step-* dir
@@ -76,7 +78,7 @@ def _kill_resume_compare(args: list[str], tmp_path: Path, total_steps: int, tria
 def test_fashion_sigkill_and_resume_is_bit_identical(fashion_dir, tmp_path):
     args = ["fashion", "train", "--data-dir", str(fashion_dir), "--epochs", "3", "--batch-size", "32",
             "--save-every-steps", "2", "--no-download", "--log-interval", "0", "--quiet", "--hflip", "0.5"]
-    _kill_resume_compare(args, tmp_path, total_steps=30, trials=3, seed=20261126)
+    _kill_resume_compare(args, tmp_path, total_steps=30, trials=3, seed=20261126, retype=False)
 
 
 def test_afqmc_sigkill_and_resume_is_bit_identical(tmp_path):
@@ -85,7 +87,7 @@ def test_afqmc_sigkill_and_resume_is_bit_identical(tmp_path):
     base = make_tiny_bert(tmp_path / "tiny")
     args = ["afqmc", "train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
             "--epochs", "2", "--batch-size", "16", "--save-every-steps", "2", "--lr", "1e-3", "--quiet"]
-    _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=7)
+    _kill_resume_compare(args, tmp_path, total_steps=12, trials=2, seed=7, retype=False)
 
 
 def test_afqmc_scratch_sigkill_and_resume_is_bit_identical(tmp_path):
