@@ -24,6 +24,7 @@ from shared.loops import evaluate, predict_proba
 from shared.metrics import format_test_line, report_text, single_class_warning
 from shared.record_files import record_format, write_records
 from shared.report import write_eval_report
+from shared.rundir import refuse_run_dir
 from shared.precision import choose_precision
 from shared.runtime import select_device
 
@@ -55,7 +56,8 @@ def load_model(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Module,
         meta = getattr(model, "fashion_meta", None) or {"normalize": True}
         return model.eval(), meta
     if not path.exists():
-        raise UserError(f"--model-dir {path}: not found")
+        raise UserError(f"model directory {path}: not found")
+    refuse_run_dir(path)
     verify_dir(path)
     cfg_file = path / "config.json"
     try:

@@ -88,7 +88,9 @@ def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
         state.stopped_early = False  # resumed with more (or no) patience: the run goes on
     with interrupt.stop_on_signals():
         while state.epoch < t.epochs and state.global_step < t.total_steps and not state.stopped_early:
-            log.info(t.epoch_header.format(epoch=state.epoch + 1, epochs=t.epochs))
+            # --max-steps may end the run before --epochs: the header counts the epochs it will reach.
+            reached = min(t.epochs, -(-t.total_steps // max(t.steps_per_epoch, 1)))
+            log.info(t.epoch_header.format(epoch=state.epoch + 1, epochs=reached))
             epoch = state.epoch
             batches = iter(t.batches(epoch, state.step_in_epoch * t.accum_steps))
             while state.epoch == epoch and state.global_step < t.total_steps and not state.stopped_early:
@@ -98,7 +100,7 @@ def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
                                            t.class_names), state)
     distributed.barrier()
     log.info("Done!")
-    log_result(result_line(t.run, state, t.eval_name))
+    log_result(result_line(t.run, state, t.eval_name, t.select_by))
     return metrics
 
 
@@ -130,9 +132,9 @@ def _after_evaluation(t: Trainer, state: TrainState, train: dict[str, Any], metr
     """Steps 3-5 of the contract, and the --patience decision."""
     if (line := t.eval_line(metrics)):
         log.info(line)
+    epoch_end = state.step_in_epoch >= t.steps_per_epoch or state.global_step >= t.total_steps
     if (warning := single_class_warning(metrics, t.class_names)):
         # Inside an epoch it is an early model's normal state: a note, not a warning, until the epoch ends.
-        epoch_end = state.step_in_epoch >= t.steps_per_epoch or state.global_step >= t.total_steps
         log.log(logging.WARNING if epoch_end else logging.INFO, warning)
     seconds = time.perf_counter() - started
     state.train_seconds += seconds
@@ -141,7 +143,7 @@ def _after_evaluation(t: Trainer, state: TrainState, train: dict[str, Any], metr
         throughput.update(train_flops_per_example=t.flops_per_example,
                           train_flops_per_second=t.flops_per_example * train["train_samples_per_second"])
     record = epoch_record(state, t.optimizer.param_groups[0]["lr"], train, metrics, t.eval_name, seconds,
-                          **throughput)
+                          state.step_in_epoch >= t.steps_per_epoch, **throughput)
     log.info(epoch_summary(record, t.eval_name))
     main = distributed.is_main()  # only rank 0 writes files
     _write(t, lambda: finish_evaluation(t.run, state, record, metrics, t.select_by, t.steps_per_epoch,

@@ -136,7 +136,8 @@ def _log_point(state: TrainState, loss: float, lr: float, elapsed: float, seen: 
     size = dataset_size if dataset_size is not None else done
     log.info(f"loss: {loss:>7f}  [{min(done, size):>5d}/{size:>5d}]")
     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", per_s=f"{seen / elapsed:.0f}", refresh=False)
-    state.log_rows.append({"step": state.global_step, "epoch": state.epoch + 1, "lr": lr, "train_loss": loss,
+    # The step this batch's gradient goes into, counted from 1 as evaluations count theirs (the N-th step).
+    state.log_rows.append({"step": state.global_step + 1, "epoch": state.epoch + 1, "lr": lr, "train_loss": loss,
                            "seconds": state.train_seconds + elapsed})
 
 

@@ -25,14 +25,13 @@ def record_format(path: str | Path, flag: str = "--output") -> str:
     """``jsonl``, ``csv`` or ``tsv`` for ``path``'s extension; a one-line error for any other, and for a
     destination that cannot be written (a folder, a missing parent folder), before any work is done."""
     out = Path(path)
-    kind = FORMATS.get(out.suffix.lower())
-    if kind is None:
-        raise UserError(f"{flag} {out}: unknown extension {out.suffix or '(none)'!r}; use "
-                        + ", ".join(FORMATS))
     if out.is_dir():
         raise UserError(f"{flag} {out}: is a directory, expected a file name")
     if not out.parent.is_dir():
         raise UserError(f"{flag} {out}: folder {out.parent} does not exist")
+    kind = FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise UserError(f"{flag} {out}: unknown extension {out.suffix or '(none)'!r}; use " + ", ".join(FORMATS))
     return kind
 
 

@@ -41,18 +41,20 @@ def pyplot() -> Any | None:
 
 def history_rows(log_rows: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]], prefix: str
                  ) -> list[dict[str, Any]]:
-    """One row per training log point and per evaluated epoch, in step order.
+    """One row per training log point (``kind`` ``log``) and per evaluation (``epoch`` at an epoch's end,
+    ``mid-epoch`` inside one), in step order; ``step`` is the optimizer step, counted from 1, that a log
+    point's batch went into or that an evaluation came after.
 
     ``prefix`` names the eval split in the epoch records (``test`` or ``dev``).
     """
     rows = [{"kind": "log", **{k: r.get(k) for k in ("step", "epoch", "lr", "train_loss", "seconds")}}
             for r in log_rows]
     for e in epochs:
-        rows.append({"kind": "epoch", "step": e["step"], "epoch": e["epoch"], "lr": e.get("lr"),
+        rows.append({"kind": e.get("kind", "epoch"), "step": e["step"], "epoch": e["epoch"], "lr": e.get("lr"),
                      "train_loss": e.get("train_loss"), "eval_loss": e.get(f"{prefix}_loss"),
                      "eval_accuracy": e.get(f"{prefix}_accuracy"), "eval_macro_f1": e.get(f"{prefix}_macro_f1"),
                      "seconds": e.get("seconds")})
-    return sorted(rows, key=lambda r: (r["step"], r["kind"] == "epoch"))
+    return sorted(rows, key=lambda r: (r["step"], r["kind"] != "log"))
 
 
 def write_history_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -69,7 +71,7 @@ def plot_curves(path: Path, rows: Sequence[dict[str, Any]], eval_name: str) -> b
     if plt is None:
         return False
     logs = [r for r in rows if r["kind"] == "log"]
-    epochs = [r for r in rows if r["kind"] == "epoch"]
+    epochs = [r for r in rows if r["kind"] != "log"]  # every evaluation
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     if logs:
         ax1.plot([r["step"] for r in logs], [r["train_loss"] for r in logs], ".-", alpha=0.6,
@@ -160,20 +162,23 @@ def write_run_report(run_root: Path, title: str, config: dict[str, Any], data_si
     has_curves = bool(epochs) and plot_curves(run_root / "curves.png", rows, eval_name)
     has_confusion = best is not None and plot_confusion(
         run_root / "confusion.png", best["confusion_matrix"], class_names,
-        f"best model (epoch {best['epoch']}, best/) on {eval_name}")
+        f"best model (epoch {best['epoch']}, step {best['step']}, best/) on {eval_name}")
     last = epochs[-1] if epochs else {}
     md = [f"# {title}", "", "## Result", ""]
     if best is not None:
-        md += [f"- best epoch: {best['epoch']} ({eval_name} accuracy {100 * best[f'{eval_name}_accuracy']:.2f}%, "
-               f"macro-F1 {best[f'{eval_name}_macro_f1']:.4f})"]
+        md += [f"- best: epoch {best['epoch']}, step {best['step']} ({eval_name} accuracy "
+               f"{100 * best[f'{eval_name}_accuracy']:.2f}%, macro-F1 {best[f'{eval_name}_macro_f1']:.4f})"]
     if last:
-        md += [f"- final ({eval_name}, epoch {last['epoch']}): accuracy {100 * last[f'{eval_name}_accuracy']:.2f}%, "
-               f"macro-F1 {last[f'{eval_name}_macro_f1']:.4f}, loss {last[f'{eval_name}_loss']:.6f}"]
-    md += [f"- training time: {train_seconds:.1f} s over {len(epochs)} evaluated epoch(s)", "",
+        md += [f"- final ({eval_name}, epoch {last['epoch']}, step {last['step']}): accuracy "
+               f"{100 * last[f'{eval_name}_accuracy']:.2f}%, macro-F1 {last[f'{eval_name}_macro_f1']:.4f}, "
+               f"loss {last[f'{eval_name}_loss']:.6f}"]
+    inside = sum(e.get("kind") == "mid-epoch" for e in epochs)
+    md += [f"- training time: {train_seconds:.1f} s, {state.global_step} optimizer steps, {len(epochs)} "
+           f"evaluation(s)" + (f" ({inside} of them mid-epoch)" if inside else ""), "",
            "## Data", ""] + [f"- {k}: {v}" for k, v in data_sizes.items()]
     md += ["", "## Config", "", "| option | value |", "| --- | --- |"]
     md += [f"| {k} | `{v}` |" for k, v in config.items()]
-    md += ["", "## Files", "", "- [history.csv](history.csv): one row per log point and per epoch",
+    md += ["", "## Files", "", "- [history.csv](history.csv): one row per log point and per evaluation",
            "- [metrics.json](metrics.json)", "- best model: `best/`, last model: `last/`"]
     if has_curves:
         md += ["", "![training curves](curves.png)"]

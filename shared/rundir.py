@@ -70,6 +70,14 @@ class RunDir:
         return self.root / "train.log"
 
 
+def refuse_run_dir(path: Path) -> None:
+    """A run directory given where a model directory is expected: say which model to load from it."""
+    run = RunDir(path)
+    if not (path / "MANIFEST.json").exists() and (run.best.is_dir() or run.checkpoints.is_dir()):
+        raise UserError(f"{path}: a run directory, not a model directory; load {run.best} (the model selected "
+                        f"on dev/validation) or {run.last} (the last one)")
+
+
 def ensure_writable_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Create ``path`` if needed and prove we can write there, or raise a UserError."""
     path = Path(path)

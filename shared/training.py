@@ -77,9 +77,11 @@ def finish_evaluation(run: RunDir, state: TrainState, record: dict[str, Any], me
 
 
 def epoch_record(state: TrainState, lr: float, train: dict[str, Any], metrics: dict[str, Any], eval_name: str,
-                 seconds: float, **extra: Any) -> dict[str, Any]:
-    """One ``history`` entry: the epoch's training figures and ``<eval_name>_*`` metrics."""
-    return {"epoch": state.epoch + 1, "step": state.global_step, "lr": lr, **train, **extra,
+                 seconds: float, epoch_end: bool = True, **extra: Any) -> dict[str, Any]:
+    """One ``history`` entry: the stretch's training figures and ``<eval_name>_*`` metrics; ``kind`` says
+    whether the evaluation closed its epoch (``epoch``) or came inside it (``mid-epoch``)."""
+    return {"epoch": state.epoch + 1, "step": state.global_step, "kind": "epoch" if epoch_end else "mid-epoch",
+            "lr": lr, **train, **extra,
             f"{eval_name}_loss": metrics["loss"], f"{eval_name}_accuracy": metrics["accuracy"],
             f"{eval_name}_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
             **{k: metrics[k] for k in ("threshold", "argmax_accuracy") if k in metrics},
@@ -90,7 +92,8 @@ def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
     """The one line printed after each evaluation."""
     threshold = f" at threshold {record['threshold']:.3f}" if "threshold" in record else ""
     flops = f", {format_flops(record['train_flops_per_second'])}" if "train_flops_per_second" in record else ""
-    return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, {eval_name} accuracy "
+    where = f"epoch {record['epoch']}" + (" (mid-epoch)" if record.get("kind") == "mid-epoch" else "")
+    return (f"{where}: train loss {record['train_loss']:.4f}, {eval_name} accuracy "
             f"{100 * record[f'{eval_name}_accuracy']:.2f}%{threshold}, macro-F1 {record[f'{eval_name}_macro_f1']:.4f}, "
             f"{eval_name} loss {record[f'{eval_name}_loss']:.4f}, step {record['step']}, "
             f"{record['epoch_seconds']:.1f}s ({record['train_samples_per_second']:.0f} samples/s{flops})")
@@ -141,15 +144,23 @@ def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eva
     })
 
 
-def result_line(run: RunDir, state: TrainState, eval_name: str) -> str:
-    """The last line of a run, shown even with ``--quiet``: where the best model is and how good it is."""
+def result_line(run: RunDir, state: TrainState, eval_name: str, select_by: str = "accuracy") -> str:
+    """The last line of a run, shown even with ``--quiet``: where the best model is and how good it is by
+    the metric that chose it (``--select-by``), with the accuracy beside any other."""
     if not state.history:
-        return f"no epoch was evaluated; checkpoints are in {run.checkpoints}"
+        return f"no evaluation was made; checkpoints are in {run.checkpoints}"
     last, best = state.history[-1], best_record(state) or state.history[-1]
-    return (f"best {eval_name} accuracy {100 * best[f'{eval_name}_accuracy']:.2f}% (epoch {state.best_epoch}, "
-            f"step {best['step']}) in {run.best}; "
-            f"final {eval_name} accuracy {100 * last[f'{eval_name}_accuracy']:.2f}% (epoch {last['epoch']}); "
+    return (f"best {_scored(best, eval_name, select_by)} (epoch {state.best_epoch}, step {best['step']}) in "
+            f"{run.best}; final {_scored(last, eval_name, select_by)} (epoch {last['epoch']}, step {last['step']}); "
             f"{state.train_seconds:.1f}s")
+
+
+def _scored(record: dict[str, Any], eval_name: str, select_by: str) -> str:
+    accuracy = f"{100 * record[f'{eval_name}_accuracy']:.2f}%"
+    if select_by == "accuracy":
+        return f"{eval_name} accuracy {accuracy}"
+    name = {"macro_f1": "macro-F1", "loss": "loss"}[select_by]
+    return f"{eval_name} {name} {record[f'{eval_name}_{select_by}']:.4f} (accuracy {accuracy})"
 
 
 def _config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str],

@@ -10,6 +10,7 @@ import pytest
 from afqmc.cli import main as afqmc_main
 from afqmc_helpers import make_pairs, make_tiny_bert, write_jsonl
 from fashion.cli import main as fashion_main
+from shared.errors import UserError
 
 
 def _fails(main, argv, capsys, *needles):
@@ -113,6 +114,20 @@ def test_afqmc_damaged_model_dir(afqmc_run, tmp_path, capsys, damage):
 
 def test_afqmc_model_dir_missing(tmp_path, capsys):
     _fails(afqmc_main, ["predict", "--model-dir", str(tmp_path / "nope"), "--pair", "a", "b"], capsys, "not found")
+    from afqmc import PairScorer  # from Python the error does not speak of a command-line flag
+    with pytest.raises(UserError, match=r"^model directory .*nope: not found$"):
+        PairScorer.from_dir(tmp_path / "nope")
+
+
+def test_a_run_directory_given_as_model_dir_names_best(afqmc_run, fashion_run, capsys):
+    """`eval --model-dir runs/x` (the run, not its model) says which model directories the run holds."""
+    run = afqmc_run / "run"
+    _fails(afqmc_main, ["eval", "--model-dir", str(run), "--file", str(afqmc_run / "dev.json")], capsys,
+           f"{run}: a run directory, not a model directory; load {run / 'best'} (the model selected",
+           f"or {run / 'last'}")
+    run = fashion_run / "run"
+    _fails(fashion_main, ["eval", "--model-dir", str(run), "--data-dir", str(fashion_run)], capsys,
+           f"{run}: a run directory, not a model directory; load {run / 'best'}")
 
 
 @pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--epochs", "-2"), ("--batch-size", "0"),

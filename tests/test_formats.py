@@ -100,7 +100,17 @@ def test_headerless_file_with_other_field_counts_is_mapped_by_number(tmp_path):
     ("f.json", '[\n {"sentence1": "a", "sentence2": "b", "label": "0"},\n [1, 2]\n]', "f.json:3 (item 2): expected "
      "a JSON object, found list"),
     ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"},\n {"sentence1": "c", "sen',
-     "f.json:2: invalid JSON (Unterminated string"),
+     "f.json:2: invalid JSON (Unterminated string starting at column 21)"),
+    ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"},\n {"sentence1": "a", "sentence2": "b", '
+     '"label": "1" "x"}]', "f.json:2: invalid JSON (Expecting ',' delimiter at column 52)"),
+    ("f.jsonl", '{"sentence1": "a", "sentence2": "b", "label": "1"}\n{"sentence1": "a", "sentence2": "b", '
+     '"label": 1, }\n', "f.jsonl:2: invalid JSON (Expecting property name enclosed in double quotes at column 50)"),
+    # Records wrapped in one object (as some exports write them): the layout is named, once, not a field.
+    ("f.json", '{"data": [{"sentence1": "a", "sentence2": "b", "label": "0"}, {"sentence1": "c", "sentence2": "d", '
+     '"label": "1"}]}\n', "f.json:1: one JSON object holding 2 records under 'data', not one record per line; "
+     "write them one per line (e.g. jq -c '.data[]' FILE > pairs.jsonl) or as an array of records"),
+    ("f.json", '{\n  "version": 2,\n  "data": [\n    {"sentence1": "a", "sentence2": "b", "label": "0"}\n  ]\n}\n',
+     "f.json: one JSON object holding 1 record under 'data'"),
     ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"}]\n\n{}', "f.json:3: invalid JSON (text after"),
     ("f.json", '[{"sentence1": "a", "sentence2": "b", "label": "0"} {"sentence1": "c"}]', "f.json:1: invalid JSON "
      "(expected ',' or ']' after an element of the array)"),

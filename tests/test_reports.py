@@ -52,7 +52,7 @@ def test_fashion_run_directory_has_reports(fashion_dir, tmp_path, capsys):
         w, h = _png_size(out / name)
         assert w >= min_size[0] and h >= min_size[1], name
     report = (out / "report.md").read_text()
-    assert "best epoch" in report and "![training curves](curves.png)" in report
+    assert "- best: epoch " in report and "![training curves](curves.png)" in report
     assert "training images: 270" in report and "validation images: 30" in report and "| epochs | `3` |" in report
 
 
@@ -114,3 +114,28 @@ def test_afqmc_reports_use_pair_class_names(tmp_path, capsys):
     assert afqmc_main(["train", "--train-file", str(train), "--dev-file", str(dev), "--model", str(base),
                        "--out", str(tmp_path / "x"), "--label-names", "a,b,c"]) == 2
     assert "--label-names: 3 names for the 2 labels of " in capsys.readouterr().err
+
+
+def test_mid_epoch_evaluations_and_max_steps_say_what_happened(tmp_path, capsys):
+    """--eval-every-steps 3 and --max-steps 5 over 4 steps per epoch: the header counts the 2 epochs the run
+    reaches, evaluations inside an epoch say so on the console and in history.csv, whose steps all count
+    from 1 (a log point: the step its batch went into); the result line names the --select-by metric."""
+    train = write_jsonl(tmp_path / "train.json", make_pairs(64, 0))
+    out = tmp_path / "run"
+    assert afqmc_main(["train", "--train-file", str(train), "--dev-file", str(train), "--model", "scratch",
+                       "--scratch-size", "tiny", "--out", str(out), "--epochs", "3", "--batch-size", "16",
+                       "--eval-every-steps", "3", "--max-steps", "5", "--log-interval", "2",
+                       "--select-by", "macro_f1"]) == 0
+    stdout = capsys.readouterr().out
+    assert "Epoch 1/2" in stdout and "Epoch 2/2" in stdout and "/3" not in stdout
+    assert stdout.count("epoch 1 (mid-epoch): train loss") == 1 and stdout.count("epoch 1: train loss") == 1
+    assert stdout.count("epoch 2 (mid-epoch): train loss") == 1
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [(r["kind"], int(r["step"])) for r in rows] == [("log", 2), ("mid-epoch", 3), ("log", 4), ("epoch", 4),
+                                                           ("mid-epoch", 5)]
+    assert [e["kind"] for e in json.loads((out / "metrics.json").read_text())["history"]] == [
+        "mid-epoch", "epoch", "mid-epoch"]
+    result = stdout.strip().splitlines()[-1]
+    assert result.startswith("best dev macro-F1 0.") and "(accuracy " in result and "final dev macro-F1" in result
+    report = (out / "report.md").read_text()
+    assert "5 optimizer steps, 3 evaluation(s) (2 of them mid-epoch)" in report

@@ -23,6 +23,10 @@ class MissingLabel(BadLine):
     pass
 
 
+class WrappedRecords(BadLine):
+    """The records wrapped in one JSON object (``{"data": [...]}``): the file's layout, not one bad line."""
+
+
 class WrongEncoding(BadLine):
     """A line that is not UTF-8 where the file is evidently in another encoding (skipping lines won't help)."""
 

@@ -21,11 +21,12 @@ from typing import Any, Iterator
 
 from afqmc.data.charsets import lone_surrogate_field, other_encoding
 from afqmc.data.columns import is_header
-from afqmc.data.rows import BadLine, Table, WrongEncoding
+from afqmc.data.rows import BadLine, Table, WrappedRecords, WrongEncoding
 from shared.errors import UserError
 
 _WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace
 _ARRAY_START = re.compile(rb"\s*\[\s*(\{|\]|$)")
+WHOLE_FILE_LIMIT = 256 << 20  # a file larger than this is not read whole just to explain an error
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -70,7 +71,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            yield where, BadLine(f"invalid JSON ({e.msg} at column {e.colno})")
+            yield where, BadLine(f"invalid JSON ({e.msg.removesuffix(' at')} at column {e.colno})")
             continue
         yield where, _json_row(obj, "\\u" in text)
 
@@ -79,9 +80,34 @@ def _json_row(obj: Any, escapes: bool) -> dict[str, Any] | BadLine:
     """One JSON value as a row, or what is wrong with it (``escapes``: its text has ``\\u`` escapes)."""
     if not isinstance(obj, dict):
         return BadLine(f"expected a JSON object, found {type(obj).__name__}")
+    if not any(isinstance(v, str) for v in obj.values()) and (wrapped := _wrapped_records(obj)):
+        return wrapped
     if escapes and (bad := lone_surrogate_field(obj)):
         return BadLine(f"field {bad[0]!r} {bad[1]}")
     return obj
+
+
+def _wrapped_records(obj: dict[str, Any]) -> WrappedRecords | None:
+    """``{"data": [{...}, ...]}``: the records wrapped in one object (what to do about it), else None."""
+    key = next((k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)),
+               None)
+    if key is None:
+        return None
+    n = len(obj[key])
+    return WrappedRecords(f"one JSON object holding {n} record{'' if n == 1 else 's'} under {key!r}, not one "
+                          f"record per line; write them one per line (e.g. jq -c '.{key}[]' FILE > pairs.jsonl) "
+                          "or as an array of records")
+
+
+def _whole_file_wrapper(path: Path) -> WrappedRecords | None:
+    """A pretty-printed ``{"data": [...]}`` file (its first line alone is not JSON): the wrapper, else None."""
+    if path.stat().st_size > WHOLE_FILE_LIMIT:
+        return None
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return _wrapped_records(obj) if isinstance(obj, dict) else None
 
 
 def _json_array_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine]]:
@@ -105,7 +131,8 @@ def _json_array_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | BadLine
         try:
             obj, end = decoder.raw_decode(doc, i)
         except json.JSONDecodeError as e:
-            raise UserError(f"{line(e.pos)}: invalid JSON ({e.msg})") from None
+            column = e.pos - starts[bisect.bisect_right(starts, e.pos) - 1] + 1
+            raise UserError(f"{line(e.pos)}: invalid JSON ({e.msg.removesuffix(' at')} at column {column})") from None
         item += 1
         yield f"{line(i)} (item {item})", _json_row(obj, "\\u" in doc[i:end])
         i = _WHITESPACE.match(doc, end).end()
@@ -125,6 +152,11 @@ def jsonl_table(spec: str) -> Table:
     first = next(rows, None)
     if first is None:
         raise UserError(f"{path}: no records (the file is empty)")
+    if isinstance(first[1], WrappedRecords):  # the whole file is one object: no line of it can be skipped
+        raise UserError(f"{first[0]}: {first[1]}")
+    pretty = isinstance(first[1], BadLine) and first_line.lstrip().startswith(b"{")
+    if pretty and (wrapper := _whole_file_wrapper(path)):
+        raise UserError(f"{path}: {wrapper}")
     columns = list(first[1]) if isinstance(first[1], dict) else []
 
     def chained() -> Iterator[tuple[str, dict[str, Any] | BadLine]]:

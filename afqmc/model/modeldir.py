@@ -21,6 +21,7 @@ from shared import distributed
 from tokenizers import Tokenizer
 from shared.atomic import atomic_dir, verify_dir
 from shared.errors import CheckpointError, UserError
+from shared.rundir import refuse_run_dir
 
 log = logging.getLogger("pairtrain")
 
@@ -184,20 +185,21 @@ def load_model_dir(path: str | Path) -> tuple[PreTrainedTokenizerBase, PreTraine
     """Load a directory written by :func:`save_model_dir`: safetensors only, no remote code."""
     path = Path(path)
     if not path.is_dir():
-        raise UserError(f"--model-dir {path}: " + ("not a directory" if path.exists() else "not found"))
+        raise UserError(f"model directory {path}: " + ("not a directory" if path.exists() else "not found"))
+    refuse_run_dir(path)
     verify_dir(path)
     if not (path / "model.safetensors").is_file():
         raise CheckpointError(f"{path}: no model.safetensors (only safetensors weights are loaded)")
-    check_tokenizer_files(path, "--model-dir")
+    check_tokenizer_files(path, "model directory")
     try:
         with quiet_transformers():
             config = AutoConfig.from_pretrained(path, local_files_only=True)
-            check_supported(config, f"--model-dir {path}")
+            check_supported(config, f"model directory {path}")
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = pair_model_class(config).from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot load model directory ({_first_line(e)})") from None
-    check_vocabulary(tokenizer, model.config, f"--model-dir {path}")
-    check_pair_template(tokenizer, f"--model-dir {path}")
+    check_vocabulary(tokenizer, model.config, f"model directory {path}")
+    check_pair_template(tokenizer, f"model directory {path}")
     labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     return tokenizer, model.eval(), labels
