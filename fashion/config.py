@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fashion import DEFAULT_DATA_DIR
-from shared.config import RunOptions, field_defaults, option, raise_problems, shared_option
+from shared.config import RUN_OPTIONS_MAY_DIFFER, RunOptions, field_defaults, option, raise_problems, shared_option
 from shared.errors import UserError
 
 
@@ -66,8 +66,7 @@ class TrainConfig(RunOptions):
 
 
 # Settings that may change between a run and its --resume without changing the result.
-RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "max_steps", "patience",
-                     "save_every_steps", "data_dir", "download")
+RESUME_MAY_DIFFER = (*RUN_OPTIONS_MAY_DIFFER, "max_steps", "data_dir", "download")
 # What a checkpoint trained with when it predates a setting: the field's default, except where the
 # default is resolved per architecture (checkpoints from before --hflip trained without flips).
 PREDATING_DEFAULTS = {**field_defaults(TrainConfig), "hflip": 0.0, "val_size": 0.0}

@@ -154,7 +154,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, x: torch.Tensor, y:
                            num_batches=steps_per_epoch, autocast_dtype=autocast),
         save_every_steps=cfg.save_every_steps, eval_every_steps=cfg.eval_every_steps,
         select_by=cfg.select_by if val else "last", patience=cfg.patience if val else 0,
-        epoch_header="Epoch {epoch}\n-------------------------------",
+        epoch_header="Epoch {epoch}\n-------------------------------", report_to=cfg.report_to,
         eval_line=lambda m: format_test_line(m, "Validation" if val else "Test"),
         flops_per_example=training_flops_per_example(net, [x[:1]], device),
         checkpoint_extra={"precision": precision.name}, run_facts={"precision": precision.record()})

@@ -88,6 +88,8 @@ SHARED_HELP = {
     "max_steps": "stop after N optimizer steps in total (0: no limit)",
     "save_every_steps": "also checkpoint every N optimizer steps (0: at epoch ends only)",
     "log_interval": "print the loss line every N batches (0: never)",
+    "report_to": "also write the run's scalars (history.csv's) for a tracker: tensorboard (event files in "
+                 "OUT/tensorboard/; needs pip install 'pairtrain[tensorboard]') or none",
     "quiet": "only warnings, errors and the final result on the console (train.log keeps everything)",
     "eval_every_steps": "also evaluate every N optimizer steps inside epochs (0: at epoch ends only); every "
                         "evaluation may become best/ and counts for --patience",
@@ -96,6 +98,11 @@ SHARED_HELP = {
     "patience": "stop after K evaluations in a row without improvement of --select-by (0: never stop early); "
                 "--resume with a larger K (or 0) continues an early-stopped run",
 }
+
+
+# Shared options a resumed run may change: where it writes, what it prints and uses, when it stops early.
+RUN_OPTIONS_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "save_every_steps",
+                          "patience", "report_to")
 
 
 def shared_option(name: str, default: Any, **metadata: Any) -> Any:
@@ -122,6 +129,7 @@ class RunOptions:
     threads: int = shared_option("threads", 0)
     log_interval: int = shared_option("log_interval", 100)
     quiet: bool = shared_option("quiet", False)
+    report_to: Literal["none", "tensorboard"] = shared_option("report_to", "none")
 
     def run_option_problems(self) -> list[str]:
         """What is wrong with the shared options (apps add theirs and raise once, listing all)."""

@@ -40,6 +40,7 @@ from shared.loops import EvaluationStopped, TrainState, train_one_epoch
 from shared.metrics import single_class_warning
 from shared.report import write_run_report
 from shared.rundir import RunDir, log_result
+from shared.tracking import open_tracking
 from shared.training import (epoch_record, epoch_summary, finish_evaluation, result_line, save_checkpoint,
                              write_run_metrics)
 
@@ -74,6 +75,7 @@ class Trainer:
     select_by: str = "accuracy"  # the metric that picks best/ (shared.selection)
     patience: int = 0  # stop after this many evaluations without improvement (0: never)
     epoch_header: str = "Epoch {epoch}/{epochs}"
+    report_to: str = "none"  # --report-to: a tracker that gets the history's scalars (shared.tracking)
     eval_line: Callable[[dict[str, Any]], str | None] = lambda metrics: None  # an extra line after evaluation
     flops_per_example: float = 0.0  # training FLOPs per example (shared.flops); 0: FLOP/s not reported
     run_facts: dict[str, Any] = field(default_factory=dict)  # more top-level keys of metrics.json (e.g. precision)
@@ -86,15 +88,25 @@ def run_epochs(t: Trainer, state: TrainState, progress: bool) -> dict[str, Any]:
         _write(t, lambda: write_json(t.run.settings, t.config), state)
     if state.stopped_early and (not t.patience or state.evals_since_best < t.patience):
         state.stopped_early = False  # resumed with more (or no) patience: the run goes on
-    with interrupt.stop_on_signals():
-        while state.epoch < t.epochs and state.global_step < t.total_steps and not state.stopped_early:
-            # --max-steps may end the run before --epochs: the header counts the epochs it will reach.
-            reached = min(t.epochs, -(-t.total_steps // max(t.steps_per_epoch, 1)))
-            log.info(t.epoch_header.format(epoch=state.epoch + 1, epochs=reached))
-            epoch = state.epoch
-            batches = iter(t.batches(epoch, state.step_in_epoch * t.accum_steps))
-            while state.epoch == epoch and state.global_step < t.total_steps and not state.stopped_early:
-                metrics = _train_and_evaluate(t, state, batches, progress)
+    tracker = open_tracking(t.report_to, t.run.root, state.global_step, state.log_rows) if distributed.is_main() \
+        else None
+    try:
+        with interrupt.stop_on_signals():
+            while state.epoch < t.epochs and state.global_step < t.total_steps and not state.stopped_early:
+                # --max-steps may end the run before --epochs: the header counts the epochs it will reach.
+                reached = min(t.epochs, -(-t.total_steps // max(t.steps_per_epoch, 1)))
+                log.info(t.epoch_header.format(epoch=state.epoch + 1, epochs=reached))
+                epoch = state.epoch
+                batches = iter(t.batches(epoch, state.step_in_epoch * t.accum_steps))
+                while state.epoch == epoch and state.global_step < t.total_steps and not state.stopped_early:
+                    metrics = _train_and_evaluate(t, state, batches, progress)
+                    if tracker is not None:  # the stretch's log points, then its evaluation
+                        tracker.log_points(state.log_rows)
+                        tracker.evaluation(state.history[-1], t.eval_name)
+    finally:
+        if tracker is not None:  # an interrupted stretch's log points are in its checkpoint: write them too
+            tracker.log_points(state.log_rows)
+            tracker.close()
     if distributed.is_main():
         _write(t, lambda: write_run_report(t.run.root, t.title, t.config, t.data_sizes, state, t.eval_name,
                                            t.class_names), state)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from afqmc.model.settings import InferenceSettings
 from afqmc.data.sources import PairFile
-from shared.config import RunOptions, option, raise_problems, shared_option
+from shared.config import RUN_OPTIONS_MAY_DIFFER, RunOptions, option, raise_problems, shared_option
 from shared.errors import UserError
 
 
@@ -146,8 +146,8 @@ def column_problems(text_columns: str | None, label_column: str | None) -> list[
     return problems
 
 
-RESUME_MAY_DIFFER = ("out", "resume", "device", "threads", "quiet", "log_interval", "save_every_steps", "patience",
-                     "eval_batch_size", "skip_bad_lines", "train_file", "dev_file", "text_columns", "label_column")
+RESUME_MAY_DIFFER = (*RUN_OPTIONS_MAY_DIFFER, "eval_batch_size", "skip_bad_lines", "train_file", "dev_file",
+                     "text_columns", "label_column", "label_names")
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
         run=run, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=training_loss(cfg, data, device),
         config=config, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         batches=data.epoch, evaluate=evaluate_dev, save_model=lambda path: save_model_dir(path, net, tokenizer),
-        eval_name="dev", class_names=names, title="AFQMC sentence-pair run",
+        eval_name="dev", class_names=names, title="AFQMC sentence-pair run", report_to=cfg.report_to,
         data_sizes={"training pairs": data.total, "dev pairs": len(dev_x)},
         train_options=dict(device=device, max_grad_norm=cfg.max_grad_norm or None, autocast_dtype=autocast,
                            log_interval=cfg.log_interval, dataset_size=data.total,
