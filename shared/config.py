@@ -160,6 +160,12 @@ def from_args(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     fields = [f for f in dataclasses.fields(cls) if f.init]
     given = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields}} | overrides
     saved = _resumed_settings(cls, given)
+    if saved is None and "resume" in given and (old := _predates_settings(cls, given)):
+        from shared.errors import UserError
+
+        raise UserError(f"--resume {old}: the run predates {RUN_SETTINGS}; give "
+                        + " and ".join(_flag(f.name) for f in fields if f.metadata.get("data"))
+                        + " again (its other settings are checked against the checkpoint)")
     values = {}
     for f in fields:
         if f.name in given:
@@ -180,6 +186,16 @@ def from_args(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
 
 def _default(cls: type, name: str) -> Any:
     return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _predates_settings(cls: type, given: dict[str, Any]) -> Path | None:
+    """A run directory with checkpoints but no saved settings, resumed without its ``data`` options (fields
+    whose default is a data set: taking it would continue on other data), else None."""
+    data = [f.name for f in dataclasses.fields(cls) if f.metadata.get("data")]
+    out = Path(given.get("out", _default(cls, "out")))
+    if not data or all(name in given for name in data) or (out / RUN_SETTINGS).exists():
+        return None
+    return out if (out / "checkpoints").is_dir() else None
 
 
 def _resumed_settings(cls: type, given: dict[str, Any]) -> dict[str, Any] | None:

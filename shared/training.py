@@ -157,7 +157,7 @@ def result_line(run: RunDir, state: TrainState, eval_name: str, select_by: str =
 
 def _scored(record: dict[str, Any], eval_name: str, select_by: str) -> str:
     accuracy = f"{100 * record[f'{eval_name}_accuracy']:.2f}%"
-    if select_by == "accuracy":
+    if select_by not in ("macro_f1", "loss"):  # accuracy, or "last" (no selection: the accuracy is the figure)
         return f"{eval_name} accuracy {accuracy}"
     name = {"macro_f1": "macro-F1", "loss": "loss"}[select_by]
     return f"{eval_name} {name} {record[f'{eval_name}_{select_by}']:.4f} (accuracy {accuracy})"

@@ -29,8 +29,8 @@ def test_every_option_has_help_and_a_default_or_says_required(app, command):
         if not entry.startswith(("--help", "--debug")):
             assert len(entry.split()) > 3 and ("default" in entry or "(required)" in entry
                                                or "(optional)" in entry or "off)" in entry), entry
-    if command == "train" and app == "afqmc":
-        assert next(e for e in entries if e.startswith("--train-file")).endswith("(required)")
+    if command == "train" and app == "afqmc":  # the main job needs no files: AFQMC from the hub
+        assert "(default: AFQMC itself from the hub" in next(e for e in entries if e.startswith("--train-file"))
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,14 @@ def test_unreachable_hub_fails_fast_with_the_offline_help(tmp_path):
                 "some-org/some-bert", "--out", str(tmp_path / "o"), env=env, timeout=120)
     assert r.returncode == 2 and "unreachable" in r.stderr and "--model scratch" in r.stderr
     assert "Retrying" not in r.stderr and "Traceback" not in r.stderr
+    # The main job with no files at all: AFQMC from the hub, which is unreachable and not cached here.
+    r = run_cli("afqmc", "train", "--model", "scratch", "--out", str(tmp_path / "o2"), env=env, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "HEAD" not in r.stderr + r.stdout
+    assert r.stderr.strip().splitlines()[-1] == (
+        "afqmc: error: hf:clue/clue:afqmc@train: cannot load (the Hugging Face hub is unreachable and the dataset "
+        "is not in the local cache; on a machine with access run python -c \"import datasets; "
+        "datasets.load_dataset('clue/clue', 'afqmc').save_to_disk('data')\", copy data/ here and pass it as "
+        "data@train)")
 
 
 @pytest.mark.slow  # a whole CLI run or a real signal; CI runs it
@@ -149,6 +157,7 @@ def test_resume_needs_no_retyping_and_still_checks_what_is_given(tmp_path, capsy
     capsys.readouterr()
     assert main(["train", "--out", out, "--resume", "--lr", "0.1"]) == 2
     assert "settings differ from the checkpoint" in capsys.readouterr().err
-    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 2
-    assert ("required: --train-file, --dev-file (--resume takes them from " + str(tmp_path / "none" / "run_config.json")
+    (tmp_path / "run" / "run_config.json").unlink()  # as a run from before the file existed
+    assert main(["train", "--out", out, "--resume"]) == 2
+    assert (f"--resume {out}: the run predates run_config.json; give --train-file and --dev-file again"
             in capsys.readouterr().err)

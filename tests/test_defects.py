@@ -71,7 +71,7 @@ def test_max_length_and_columns_travel_with_the_model(tmp_path, capsys):
                        "--scratch-size", "tiny", "--max-steps", "3", "--max-length", "8", "--text-columns", "q1,q2",
                        "--label-column", "y", "--out", str(out), "--quiet"]) == 0
     saved = json.loads((out / "best" / "config.json").read_text())["pairtrain_inference"]
-    assert saved == {"max_length": 8, "text_columns": ["q1", "q2"], "label_column": "y"}
+    assert saved == {"max_length": 8, "text_columns": ["q1", "q2"], "label_column": "y", "label_names": None}
     from afqmc.model.scorer import PairScorer
 
     scorer = PairScorer.from_dir(out / "best")

@@ -64,7 +64,8 @@ def test_train_eval_predict_export_end_to_end(fashion_dir, tmp_path):
     from fashion import CLASSES
     assert CLASSES[labels[0]] in lines[0]
     if has_pillow:  # the same image as .npy and as PNG: the same answer
-        assert lines[0].split(": ")[1] == lines[-1].split(": ")[1]
+        assert lines[0].split(": ")[1] == lines[-1].split(": ")[1].split("  [")[0]
+        assert "  [dark background (0." in lines[-1] and lines[-1].endswith("): as is]")  # auto says what it decided
 
     r = run_cli("fashion", "export", "--model-dir", str(out / "best"), "--output", str(tmp_path / "m.pth"))
     assert r.returncode == 0, r.stderr

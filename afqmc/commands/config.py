@@ -17,6 +17,10 @@ _f = option
 SCRATCH_EVAL_EVERY_STEPS = 50
 
 
+# The main job without files: AFQMC from the hub (34,334 training pairs; its 4,316 validation pairs as dev).
+AFQMC_TRAIN, AFQMC_DEV = "hf:clue/clue:afqmc@train", "hf:clue/clue:afqmc@validation"
+
+
 @dataclass(frozen=True)
 class TrainConfig(RunOptions):
     out: str = shared_option("out", "runs/afqmc")
@@ -25,9 +29,11 @@ class TrainConfig(RunOptions):
         None, "also evaluate every N optimizer steps inside epochs (0: at epoch ends only; default: 50 for "
               "--model scratch, whose best point on a few thousand pairs often comes early, else 0); every "
               "evaluation may become best/ and counts for --patience", no_default_help=True)
-    train_file: str = _f("", "training pairs: .jsonl/.json, .tsv/.txt, .csv, .parquet, a `datasets` save_to_disk "
-                             "directory (DIR[@SPLIT]) or hf:NAME[:CONFIG][@SPLIT]", required=True)
-    dev_file: str = _f("", "dev pairs (same formats), evaluated after every epoch", required=True)
+    train_file: str = _f(AFQMC_TRAIN, "training pairs: .jsonl/.json, .tsv/.txt, .csv, .parquet, a `datasets` "
+                                      "save_to_disk directory (DIR[@SPLIT]) or hf:NAME[:CONFIG][@SPLIT] (default: "
+                                      "AFQMC itself from the hub, cached by datasets)", data=True)
+    dev_file: str = _f(AFQMC_DEV, "dev pairs (same formats), evaluated after every epoch (default: AFQMC's "
+                                  "validation split from the hub)", data=True)
     text_columns: str | None = _f(None, "the two text columns, e.g. question1,question2, or field numbers of a "
                                         "headerless TSV/CSV, e.g. 2,3 (default: detect sentence1/sentence2, "
                                         "text_a/text_b, premise/hypothesis, ...)", metavar="A,B")

@@ -100,7 +100,9 @@ def _from_hub(spec: str, datasets: Any) -> Any:
         with _offline_mode(datasets) if offline else contextlib.nullcontext():
             return datasets.load_dataset(name, config or None, split=split or "train")
     except Exception as e:
-        why = ("the Hugging Face hub is unreachable and the dataset is not in the local cache; on a machine "
-               "with access run datasets.load_dataset(...).save_to_disk(DIR) and pass DIR instead") if offline \
+        args = ", ".join(repr(a) for a in (name, config) if a)
+        why = ("the Hugging Face hub is unreachable and the dataset is not in the local cache; on a machine with "
+               f"access run python -c \"import datasets; datasets.load_dataset({args}).save_to_disk('data')\", "
+               f"copy data/ here and pass it as data@{split or 'train'}") if offline \
             else (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{spec}: cannot load ({why})") from None
