@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from shared import testhooks
 from shared.metrics import classification_metrics
+from shared.score_metrics import regression_metrics
 
 log = logging.getLogger("pairtrain")
 
@@ -281,6 +282,36 @@ def evaluate(
     return metrics
 
 
+def evaluate_regression(
+    model: nn.Module,
+    batches: Iterable[tuple[Any, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = True,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    stop: Callable[[], Any] | None = None,
+) -> dict[str, Any]:
+    """Loss (mean per example), Pearson, Spearman and MSE of a one-output model's scores
+    (:mod:`shared.score_metrics`); ``gather`` and ``stop`` as for :func:`evaluate`."""
+    losses, preds, golds = [], [], []
+    for out, targets in _collect(model, batches, device, autocast_dtype, "eval", progress, stop):
+        losses.append(_per_example_loss(loss_fn, out, targets))
+        preds.append(out.reshape(-1))
+        golds.append(targets.float())
+    if not golds and gather is None:
+        raise ValueError("evaluate_regression() got no batches")
+    if not golds:  # this process's slice is empty
+        losses = preds = golds = [torch.zeros(0, device=device)]
+    loss_t, pred_t, gold_t = (torch.cat(x) for x in (losses, preds, golds))
+    if gather is not None:
+        loss_t, pred_t, gold_t = gather(loss_t), gather(pred_t), gather(gold_t)
+    metrics = regression_metrics(gold_t.cpu().numpy(), pred_t.cpu().numpy())
+    metrics["loss"] = float(loss_t.double().mean().item())
+    return metrics
+
+
 def _per_example_loss(loss_fn: Callable, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     # Mean loss per batch weighted by batch size gives the exact per-example mean at the end.
     return loss_fn(logits, targets).detach().float().reshape(1).repeat(targets.shape[0])
@@ -295,3 +326,11 @@ def predict_proba(model: nn.Module, batches: Iterable[Any], *, device: torch.dev
     if not probs:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(probs).cpu().numpy()
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, batches: Iterable[Any], *, device: torch.device,
+                   autocast_dtype: torch.dtype | None = None, progress: bool = True) -> np.ndarray:
+    """A one-output (regression) model's score for every example, in input order, as an ``(N,)`` array."""
+    scores = [out.reshape(-1) for out, _ in _collect(model, batches, device, autocast_dtype, "predict", progress)]
+    return torch.cat(scores).cpu().numpy() if scores else np.zeros(0, dtype=np.float32)

@@ -52,7 +52,11 @@ def format_test_line(metrics: dict[str, Any], split: str = "Test") -> str:
 
 
 def single_class_warning(metrics: dict[str, Any], class_names: Sequence[str]) -> str | None:
-    """A loud warning when every prediction is the same class (accuracy is then misleading)."""
+    """A loud warning when every prediction is the same class (accuracy is then misleading), or, for a
+    score task, the same score (no correlation to speak of)."""
+    if metrics.get("single_score_prediction"):
+        return (f"WARNING: the model predicts one score for all {metrics['n']} examples; it has not learnt to "
+                "rank the pairs (Pearson and Spearman are 0)")
     if not metrics.get("single_class_prediction"):
         return None
     cm = np.asarray(metrics["confusion_matrix"])

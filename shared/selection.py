@@ -16,7 +16,7 @@ import numpy as np
 from shared.loops import TrainState
 from shared.metrics import classification_metrics
 
-SELECT_BY = ("accuracy", "macro_f1", "loss")
+SELECT_BY = ("accuracy", "macro_f1", "loss", "pearson", "spearman")  # the last two: score (regression) tasks
 
 
 def improves(value: float, best: float | None, select_by: str) -> bool:

@@ -24,6 +24,7 @@ from shared.loops import TrainState
 from shared.rundir import RunDir
 from shared.runtime import capture_rng, restore_rng
 from shared.flops import format_flops
+from shared.score_metrics import headline, metric_names
 from shared.selection import best_record, record_evaluation
 
 log = logging.getLogger("pairtrain")
@@ -80,11 +81,10 @@ def epoch_record(state: TrainState, lr: float, train: dict[str, Any], metrics: d
                  seconds: float, epoch_end: bool = True, **extra: Any) -> dict[str, Any]:
     """One ``history`` entry: the stretch's training figures and ``<eval_name>_*`` metrics; ``kind`` says
     whether the evaluation closed its epoch (``epoch``) or came inside it (``mid-epoch``)."""
+    scalars = ("loss", *metric_names(metrics))
     return {"epoch": state.epoch + 1, "step": state.global_step, "kind": "epoch" if epoch_end else "mid-epoch",
-            "lr": lr, **train, **extra,
-            f"{eval_name}_loss": metrics["loss"], f"{eval_name}_accuracy": metrics["accuracy"],
-            f"{eval_name}_macro_f1": metrics["macro_f1"], "confusion_matrix": metrics["confusion_matrix"],
-            **{k: metrics[k] for k in ("threshold", "argmax_accuracy") if k in metrics},
+            "lr": lr, **train, **extra, **{f"{eval_name}_{k}": metrics[k] for k in scalars},
+            **{k: metrics[k] for k in ("confusion_matrix", "threshold", "argmax_accuracy") if k in metrics},
             "epoch_seconds": seconds, "seconds": state.train_seconds}
 
 
@@ -93,8 +93,13 @@ def epoch_summary(record: dict[str, Any], eval_name: str) -> str:
     threshold = f" at threshold {record['threshold']:.3f}" if "threshold" in record else ""
     flops = f", {format_flops(record['train_flops_per_second'])}" if "train_flops_per_second" in record else ""
     where = f"epoch {record['epoch']}" + (" (mid-epoch)" if record.get("kind") == "mid-epoch" else "")
-    return (f"{where}: train loss {record['train_loss']:.4f}, {eval_name} accuracy "
-            f"{100 * record[f'{eval_name}_accuracy']:.2f}%{threshold}, macro-F1 {record[f'{eval_name}_macro_f1']:.4f}, "
+    if f"{eval_name}_pearson" in record:
+        scores = (f"{eval_name} Pearson {record[f'{eval_name}_pearson']:.4f}, Spearman "
+                  f"{record[f'{eval_name}_spearman']:.4f}, MSE {record[f'{eval_name}_mse']:.4f}")
+    else:
+        scores = (f"{eval_name} accuracy {100 * record[f'{eval_name}_accuracy']:.2f}%{threshold}, macro-F1 "
+                  f"{record[f'{eval_name}_macro_f1']:.4f}")
+    return (f"{where}: train loss {record['train_loss']:.4f}, {scores}, "
             f"{eval_name} loss {record[f'{eval_name}_loss']:.4f}, step {record['step']}, "
             f"{record['epoch_seconds']:.1f}s ({record['train_samples_per_second']:.0f} samples/s{flops})")
 
@@ -129,17 +134,16 @@ def write_run_metrics(run: RunDir, state: TrainState, final: dict[str, Any], eva
     more top-level keys the app records (e.g. how the precision was chosen).
     """
     best = best_record(state)
+    scalars = ("loss", *metric_names(final))
+    flags = {k: final[k] for k in ("single_class_prediction", "single_score_prediction") if k in final}
     write_json(run.metrics, {
-        f"{eval_name}_accuracy": final["accuracy"], f"{eval_name}_macro_f1": final["macro_f1"],
-        f"{eval_name}_loss": final["loss"], "single_class_prediction": final["single_class_prediction"],
-        f"best_{eval_name}_accuracy": best[f"{eval_name}_accuracy"] if best else None,
-        f"best_{eval_name}_macro_f1": best[f"{eval_name}_macro_f1"] if best else None,
-        f"best_{eval_name}_loss": best[f"{eval_name}_loss"] if best else None,
+        **{f"{eval_name}_{k}": final[k] for k in scalars}, **flags,
+        **{f"best_{eval_name}_{k}": best[f"{eval_name}_{k}"] if best else None for k in scalars},
         "best_epoch": state.best_epoch, "best_step": state.best_step, "stopped_early": state.stopped_early,
         "final_epoch": state.history[-1]["epoch"] if state.history else None,
         "epochs_completed": state.epoch, "global_step": state.global_step, "train_seconds": state.train_seconds,
-        "confusion_matrix": final["confusion_matrix"],
-        "best_confusion_matrix": best["confusion_matrix"] if best else None,
+        "confusion_matrix": final.get("confusion_matrix"),
+        "best_confusion_matrix": best.get("confusion_matrix") if best else None,
         "classes": list(class_names), "history": state.history, "config": config, **(facts or {}),
     })
 
@@ -150,17 +154,9 @@ def result_line(run: RunDir, state: TrainState, eval_name: str, select_by: str =
     if not state.history:
         return f"no evaluation was made; checkpoints are in {run.checkpoints}"
     last, best = state.history[-1], best_record(state) or state.history[-1]
-    return (f"best {_scored(best, eval_name, select_by)} (epoch {state.best_epoch}, step {best['step']}) in "
-            f"{run.best}; final {_scored(last, eval_name, select_by)} (epoch {last['epoch']}, step {last['step']}); "
+    return (f"best {headline(best, eval_name, select_by)} (epoch {state.best_epoch}, step {best['step']}) in "
+            f"{run.best}; final {headline(last, eval_name, select_by)} (epoch {last['epoch']}, step {last['step']}); "
             f"{state.train_seconds:.1f}s")
-
-
-def _scored(record: dict[str, Any], eval_name: str, select_by: str) -> str:
-    accuracy = f"{100 * record[f'{eval_name}_accuracy']:.2f}%"
-    if select_by not in ("macro_f1", "loss"):  # accuracy, or "last" (no selection: the accuracy is the figure)
-        return f"{eval_name} accuracy {accuracy}"
-    name = {"macro_f1": "macro-F1", "loss": "loss"}[select_by]
-    return f"{eval_name} {name} {record[f'{eval_name}_{select_by}']:.4f} (accuracy {accuracy})"
 
 
 def _config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str],

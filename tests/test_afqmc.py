@@ -147,7 +147,7 @@ BAD_LINES = [
     (b'{"sentence1": " ", "sentence2": "b", "label": "0"}\n', "field 'sentence1' is empty"),
     (b'{"sentence1": "a", "sentence2": 7, "label": "0"}\n', "'sentence2' must be a string, found int"),
     (b'{"sentence1": "a", "sentence2": "b", "label": "2"}\n', "unknown label '2'"),
-    (b'{"sentence1": "a", "sentence2": "b", "label": true}\n', "'label' must be a string or integer"),
+    (b'{"sentence1": "a", "sentence2": "b", "label": true}\n', "'label' must be a string or a number"),
     (b'{"sentence1": "\xff\xfe", "sentence2": "b", "label": "0"}\n', "invalid UTF-8"),
     (b'{"sentence1": "a", "sentence2": "b"}\n', "missing field 'label'"),
 ]

@@ -25,6 +25,10 @@ AFQMC_TRAIN, AFQMC_DEV = "hf:clue/clue:afqmc@train", "hf:clue/clue:afqmc@validat
 class TrainConfig(RunOptions):
     out: str = shared_option("out", "runs/afqmc")
     epochs: int = shared_option("epochs", 3)
+    select_by: Literal["auto", "accuracy", "macro_f1", "loss", "pearson", "spearman"] = _f(
+        "auto", "the evaluation metric that picks best/ and that --patience watches: accuracy, macro_f1, loss "
+                "(lower is better), or for --task regression pearson, spearman; auto: accuracy, or pearson for a "
+                "regression")
     eval_every_steps: int | None = _f(
         None, "also evaluate every N optimizer steps inside epochs (0: at epoch ends only; default: 50 for "
               "--model scratch, whose best point on a few thousand pairs often comes early, else 0); every "
@@ -47,6 +51,10 @@ class TrainConfig(RunOptions):
     vocab_size: int = _f(8000, "--model scratch: WordPiece vocabulary size")
     match_types: bool = _f(True, "--model scratch: token types also mark characters that occur in both "
                                  "sentences (an exact-match feature; the model learns far faster from it)")
+    task: Literal["auto", "classification", "regression"] = _f(
+        "auto", "classification (one label per pair) or regression (a similarity score per pair, as STS-B's "
+                "0-5: one output, MSE, Pearson/Spearman); auto: regression when every training label is a number "
+                "and they are not few whole numbers (a fraction, or more than 10 distinct values)")
     mlm_epochs: int = _f(0, "masked-LM warm-up epochs on the training text before fine-tuning (0: none)")
     labels: str = _f("", "comma-separated label values in class-index order (default: those of the training "
                          "data, numbers in numeric order, then names alphabetically)", no_default_help=True)
@@ -86,6 +94,8 @@ class TrainConfig(RunOptions):
             object.__setattr__(self, "lr", 5e-4 if self.model == "scratch" else 5e-5)
         if self.batch_size is None:
             object.__setattr__(self, "batch_size", 32 if self.model == "scratch" else 16)
+        if self.select_by == "auto" and self.task != "auto":  # else resolved with the task (resolve_task)
+            object.__setattr__(self, "select_by", "pearson" if self.task == "regression" else "accuracy")
         if self.eval_every_steps is None:
             object.__setattr__(self, "eval_every_steps", SCRATCH_EVAL_EVERY_STEPS if self.model == "scratch" else 0)
         problems = self.run_option_problems()
@@ -107,6 +117,15 @@ class TrainConfig(RunOptions):
             problems.append(f"--label-names {self.label_names!r}: need distinct non-empty comma-separated names")
         elif names and labels and len(names) != len(labels):
             problems.append(f"--label-names: {len(names)} names for the {len(labels)} labels of --labels")
+        if self.task == "regression":
+            problems += [f"--{flag} is for classification, not --task regression" for flag, given in (
+                ("labels", self.labels), ("label-names", self.label_names), ("tune-threshold", self.tune_threshold),
+                ("class-weights", self.class_weights != "none")) if given]
+            if self.select_by in ("accuracy", "macro_f1"):
+                problems.append(f"--select-by {self.select_by} is for classification; a regression run selects "
+                                "by pearson, spearman or loss")
+        if self.task == "classification" and self.select_by in ("pearson", "spearman"):
+            problems.append(f"--select-by {self.select_by} is for --task regression")
         if self.tune_threshold and self.labels and len(labels) != 2:
             problems.append("--tune-threshold needs exactly two labels")
         if self.class_weights not in ("none", "balanced"):

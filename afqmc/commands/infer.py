@@ -13,13 +13,16 @@ from torch import nn
 from afqmc import class_names
 from afqmc.data.batches import Pair, PairBatches, length_sorted_batches
 from afqmc.commands.config import EvalConfig, InferConfig, PredictConfig
-from afqmc.data.sources import read_pairs
+from afqmc.data.sources import read_labelled, read_pairs
+from afqmc.data.task import as_scores
 from afqmc.model.scorer import PairScorer
 from shared.errors import UserError
-from shared.loops import evaluate
+from shared.atomic import write_json
+from shared.loops import evaluate, evaluate_regression
 from shared.metrics import report_text, single_class_warning
 from shared.record_files import record_format, write_records
 from shared.report import write_eval_report
+from shared.score_metrics import score_loss
 from shared.selection import at_threshold
 
 log = logging.getLogger("pairtrain")
@@ -32,6 +35,8 @@ def scorer_for(cfg: InferConfig) -> PairScorer:
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     scorer = scorer_for(cfg)
+    if scorer.regression:
+        return run_eval_scores(cfg, scorer)
     labels = scorer.labels
     pairs = read_pairs(cfg.pair_file(cfg.file, scorer.settings, True), labels, need_label=True,
                        skip_bad=cfg.skip_bad_lines)
@@ -55,6 +60,26 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     return metrics
 
 
+def run_eval_scores(cfg: EvalConfig, scorer: PairScorer) -> dict[str, Any]:
+    """A score model on a file of scored pairs: Pearson, Spearman, MSE (and, with --report, metrics.json)."""
+    pairs, found = read_labelled(cfg.pair_file(cfg.file, scorer.settings, True), None, need_label=True,
+                                 skip_bad=cfg.skip_bad_lines)
+    pairs = as_scores(pairs, found)
+    features = scorer.encode(pairs)
+    batches = PairBatches(features, [p.label for p in pairs], length_sorted_batches(features, cfg.batch_size),
+                          scorer.tokenizer.pad_token_id)
+    metrics = evaluate_regression(scorer.model, batches, score_loss, device=scorer.device)
+    log.info(f"Pearson: {metrics['pearson']:.4f}  Spearman: {metrics['spearman']:.4f}  MSE: {metrics['mse']:.4f}  "
+             f"(n={metrics['n']})")
+    if cfg.report:
+        Path(cfg.report).mkdir(parents=True, exist_ok=True)
+        write_json(Path(cfg.report) / "metrics.json", metrics)
+        log.info(f"wrote {Path(cfg.report) / 'metrics.json'}")
+    if (warning := single_class_warning(metrics, [])):
+        log.warning(warning)
+    return metrics
+
+
 def run_predict_file(cfg: PredictConfig) -> None:
     """One record per input pair, in order, ``id`` being the file's id column, else the record's 0-based
     position. ``--output`` ``.json``: CLUE's submission format, ``{"id", "label"}`` lines; ``.jsonl``:
@@ -67,10 +92,15 @@ def run_predict_file(cfg: PredictConfig) -> None:
     pairs = read_pairs(cfg.pair_file(cfg.file, scorer.settings, False), labels, need_label=False,
                        skip_bad=cfg.skip_bad_lines)
     started = time.perf_counter()
-    probs = scorer.probabilities(pairs)
+    probs = scorer.outputs(pairs)
     seconds = time.perf_counter() - started
     log.info(f"predicted {len(pairs)} pairs in {seconds:.2f}s ({len(pairs) / max(seconds, 1e-9):.1f} pairs/s, "
              f"tokenisation included); labels decided by {scorer.decided_by}")
+    if scorer.regression:
+        write_records(cfg.output, [{"id": p.id if p.id is not None else p.index, "score": float(row[0])}
+                                   for p, row in zip(pairs, probs)], kind)
+        log.info(f"wrote {len(pairs)} scores to {cfg.output} (id, score)")
+        return
     pred = scorer.decide(probs)
     records = [{"id": p.id if p.id is not None else p.index, "label": labels[k]}
                | ({} if clue else {"probability": float(row[k]),
@@ -94,7 +124,10 @@ def run_predict_pair(cfg: PredictConfig) -> dict[str, Any]:
     if not sentence1.strip() or not sentence2.strip():
         raise UserError("--pair: both sentences must be non-empty")
     scorer = scorer_for(cfg)
-    result = scorer.describe(scorer.probabilities([Pair(0, None, sentence1, sentence2, None)])[0])
+    result = scorer.describe(scorer.outputs([Pair(0, None, sentence1, sentence2, None)])[0])
+    if scorer.regression:
+        log.info(f"score: {result['score']:.4f}  (a regression: the similarity on the training data's scale)")
+        return result
     label = result["label"]
     name = class_names(scorer.labels, scorer.settings.label_names)[scorer.labels.index(label)]
     shown = label if name == label else f"{label} ({name})"

@@ -94,7 +94,7 @@ class MicroBatcher:
     async def _score(self, jobs: list[_Job]) -> None:
         pairs = [Pair(i, None, a, b, None) for i, (a, b) in enumerate(p for j in jobs for p in j.pairs)]
         try:
-            probs = await asyncio.get_running_loop().run_in_executor(self.executor, self.scorer.probabilities, pairs)
+            probs = await asyncio.get_running_loop().run_in_executor(self.executor, self.scorer.outputs, pairs)
         except Exception as e:  # the server keeps serving; these requests get a 500
             log.exception("scoring failed")
             for j in jobs:
@@ -157,6 +157,7 @@ def build_app(cfg: ServeConfig, scorer: PairScorer) -> Any:
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "model_dir": str(Path(cfg.model_dir).resolve()),
+                                  "task": "regression" if scorer.regression else "classification",
                                   "labels": scorer.labels, "decision_threshold": scorer.threshold,
                                   "batches": batcher.batches, "pairs": batcher.pairs})
 
@@ -210,7 +211,8 @@ async def _serve(cfg: ServeConfig, scorer: PairScorer) -> None:
     scope = "this machine only; --host 0.0.0.0 to listen on every interface" if host in ("127.0.0.1", "::1") \
         else "every interface: anyone who can reach this machine can use the model"
     threshold = f", decision threshold {scorer.threshold:.4f}" if scorer.threshold is not None else ""
-    log.info(f"model {cfg.model_dir}: labels {', '.join(scorer.labels)}{threshold}")
+    log.info(f"model {cfg.model_dir}: " + ("a score model (regression): answers {\"score\"}" if scorer.regression
+                                           else f"labels {', '.join(scorer.labels)}{threshold}"))
     log.info(f"serving on http://{host}:{port}/ ({scope}); POST /predict, GET /health; Ctrl-C stops")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

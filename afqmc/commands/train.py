@@ -3,40 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
-import os
-import statistics
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from afqmc import class_names
 from afqmc.model import settings
 from afqmc.commands.config import RESUME_MAY_DIFFER, TrainConfig, text_column_pair
 from afqmc.model.encoders import family, has_fast_forward
-from afqmc.data.batches import PairBatches, collate, encode, length_grouped_batches, length_sorted_batches
+from afqmc.data.batches import PairBatches, collate, encode, length_sorted_batches
 from afqmc.model.bert import inference_model, uses_match_types
 from afqmc.model.modeldir import from_source, save_model_dir
 from afqmc.model.pretrain import mlm_warmup
-from afqmc.data.sources import PairFile, read_labelled, read_pairs
-from afqmc.data.stream import StreamingPairBatches, iter_pairs, scan_records
+from afqmc.commands.train_data import TrainData, read_training_pairs
 from shared import distributed
-from shared.collector import collector_paused
 from shared.epochs import Trainer, run_epochs
 from shared.flops import training_flops_per_example
-from shared.loops import evaluate
+from shared.loops import evaluate, evaluate_regression
+from shared.score_metrics import score_loss
 from shared.rundir import RunDir, open_run_dir, setup_logging
 from shared.embedding_grads import buffer_embedding_grads
 from shared.precision import choose_precision
 from shared.runtime import adamw, seed_everything, select_device, set_threads
 from shared.errors import UserError
 from shared.selection import with_tuned_threshold
-from shared.sharding import batches_per_rank
 from shared.config import field_defaults
 from shared.training import class_weights, find_checkpoint, restore_or_start
 
@@ -62,86 +56,25 @@ def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]
         log.info(note)  # advice, not an error: stdout and train.log
     log.info(f"Using {device} device ({torch.get_num_threads()} CPU threads); "
              f"{distributed.summary(cfg.batch_size, cfg.accum_steps)}")
-    train_src = cfg.pair_file(cfg.train_file)
-    if cfg.streaming:  # validate and count now; the records are read again batch by batch
-        labels, counts = scan_records(train_src, cfg.label_list, cfg.skip_bad_lines)
-        train_pairs, records = None, iter_pairs(train_src, labels, cfg.skip_bad_lines, report=False)
-    else:
-        train_pairs, labels = read_labelled(train_src, cfg.label_list, skip_bad=cfg.skip_bad_lines)
-        records, counts = train_pairs, [0] * len(labels)
-        for p in train_pairs:
-            counts[p.label] += 1
-    if unseen := [label for label, count in zip(labels, counts) if count == 0]:  # only with --labels
-        log.warning(f"{cfg.train_file}: no training pair has label {', '.join(unseen)} (named in --labels); "
-                    "the model cannot learn to predict it")
-    if (names := cfg.label_name_list) and len(names) != len(labels):
-        raise UserError(f"--label-names: {len(names)} names for the {len(labels)} labels of {cfg.train_file} "
-                        f"({', '.join(labels)})")
-    total = sum(counts)
-    dev_pairs = read_pairs(cfg.pair_file(cfg.dev_file), labels, skip_bad=cfg.skip_bad_lines)
-    log.info(f"data: {total} training pairs ({cfg.train_file}{', streamed' if cfg.streaming else ''}), "
-             f"{len(dev_pairs)} dev pairs; labels "
-             + ", ".join(lab if lab == name else f"{lab} ({name})" for lab, name in zip(labels, names or labels))
-             + f"{'' if cfg.label_list else ' (from the training data)'}")
+    cfg, pairs = read_training_pairs(cfg)
     seed_everything(cfg.seed)
     found = find_checkpoint(run, cfg.resume)
     extra = found[1].get("extra", {}) if found else {}
-    if found and extra.get("labels", labels) != labels:
+    if found and extra.get("labels", pairs.labels) != pairs.labels:
         raise UserError(f"--resume: the run was trained with labels {', '.join(extra['labels'])}, the data now "
-                        f"gives {', '.join(labels)}; resume with the same data and --labels, or start a new --out")
-    texts = (s for p in records for s in (p.sentence1, p.sentence2))
-    tokenizer, model = from_source(cfg.model, labels, texts, cfg.scratch_size, cfg.vocab_size,
+                        f"gives {', '.join(pairs.labels)}; resume with the same data and --labels, or start a new "
+                        "--out")
+    texts = (s for p in pairs.records for s in (p.sentence1, p.sentence2))
+    tokenizer, model = from_source(cfg.model, pairs.labels, texts, cfg.scratch_size, cfg.vocab_size,
                                    cfg.max_length, cfg.match_types, extra.get("tokenizer"))
-    data = TrainData(cfg, train_src, labels, counts, tokenizer, train_pairs, uses_match_types(model.config))
-    return fit(cfg, run, device, tokenizer, model, data, dev_pairs, found)
-
-
-class TrainData:
-    """The training set: pre-tokenised in memory with length-grouped batches, or streamed from the
-    file (``--streaming``) through DataLoader workers."""
-
-    def __init__(self, cfg: TrainConfig, source: PairFile, labels: list[str], label_counts: list[int], tokenizer: Any,
-                 pairs: list | None, match_types: bool):
-        self.cfg, self.source, self.labels, self.pad = cfg, source, labels, tokenizer.pad_token_id
-        self.label_counts, self.total = label_counts, sum(label_counts)  # training examples per label, in all
-        if pairs is not None:
-            with collector_paused():  # a list per pair and field, all kept: nothing to collect (shared.collector)
-                self.x, self.y = encode(tokenizer, pairs, cfg.max_length, match_types), [p.label for p in pairs]
-            self.lengths = [len(f["input_ids"]) for f in self.x]
-            self.batches_per_epoch = len(train_plan(cfg, self.lengths, 0))
-        else:
-            if cfg.num_workers:  # each worker tokenises on its own; the tokenizer's thread pool would fight them
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            self.stream = StreamingPairBatches(source, labels, self.total, tokenizer, cfg.max_length,
-                                               cfg.batch_size, cfg.seed, cfg.shuffle_buffer, cfg.skip_bad_lines,
-                                               match_types)
-            self.batches_per_epoch = batches_per_rank(self.total, cfg.batch_size, cfg.num_workers)
-
-    def epoch(self, epoch: int, skip: int) -> Iterable[Any]:
-        """This rank's batches of ``epoch`` after the first ``skip`` (resume)."""
-        if not self.cfg.streaming:
-            return PairBatches(self.x, self.y, train_plan(self.cfg, self.lengths, epoch), self.pad, skip=skip)
-        self.stream.set_epoch(epoch)
-        loader = DataLoader(self.stream, batch_size=None, num_workers=self.cfg.num_workers,
-                            generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
-        return itertools.islice(loader, skip, None)
-
-
-def train_plan(cfg: TrainConfig, lengths: list[int], epoch: int) -> list[list[int]]:
-    """This rank's batches for ``epoch``: global batches of batch_size x processes (length-grouped or
-    random), each split across the processes, so every pair is used exactly once per epoch."""
-    size = cfg.batch_size * distributed.world_size()
-    plan = (length_grouped_batches(lengths, size, cfg.seed, epoch) if cfg.group_by_length
-            else _shuffled_batches(len(lengths), size, cfg.seed, epoch))
-    plan = distributed.split_batches(plan)
-    distributed.record_plan(plan, epoch)
-    return plan
+    data = TrainData(cfg, pairs, tokenizer, uses_match_types(model.config))
+    return fit(cfg, run, device, tokenizer, model, data, pairs.dev, found)
 
 
 def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net: nn.Module,
         data: TrainData, dev_pairs: list, found: tuple[Path, dict[str, Any]] | None) -> dict[str, Any]:
     settings.record(net.config, cfg.max_length, text_column_pair(cfg.text_columns), cfg.label_column,
-                    cfg.label_name_list)
+                    cfg.label_name_list, cfg.task)
     if distributed.world_size() == 1:  # DDP's reducer needs gradients through autograd (shared.embedding_grads)
         buffer_embedding_grads(net)
     model = distributed.wrap(net.to(device), device)
@@ -157,7 +90,7 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     config = dataclasses.asdict(cfg)
     state = restore_or_start(found, model, optimizer, scheduler, config, RESUME_MAY_DIFFER,
                              defaults=field_defaults(TrainConfig))
-    precision = choose_precision(device, cfg.precision, net, cfg.batch_size * typical_length(data, cfg),
+    precision = choose_precision(device, cfg.precision, net, cfg.batch_size * data.typical_length(),
                                  resumed=found[1].get("extra", {}).get("precision") if found else None)
     autocast = precision.autocast
     if cfg.mlm_epochs and not has_fast_forward(net):
@@ -176,6 +109,10 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
              f"{precision.describe()}")
 
     def evaluate_dev(stop: Any) -> dict[str, Any]:
+        if cfg.task == "regression":
+            return evaluate_regression(inference_model(net, autocast, copy_weights=True), dev_batches, score_loss,
+                                       device=device, progress=not cfg.quiet, gather=distributed.gather_cat,
+                                       stop=stop)
         metrics = evaluate(inference_model(net, autocast, copy_weights=True), dev_batches, nn.CrossEntropyLoss(),
                            device=device, num_classes=len(data.labels), progress=not cfg.quiet,
                            gather=distributed.gather_cat, stop=stop, keep_scores=cfg.tune_threshold)
@@ -201,11 +138,6 @@ def fit(cfg: TrainConfig, run: RunDir, device: torch.device, tokenizer: Any, net
     return run_epochs(trainer, state, progress=not cfg.quiet)
 
 
-def typical_length(data: TrainData, cfg: TrainConfig) -> int:
-    """Tokens in a median training pair (half of ``--max-length`` when streaming: the file is not in memory)."""
-    return int(statistics.median(data.lengths)) if not cfg.streaming and data.lengths else cfg.max_length // 2
-
-
 def flops_per_pair(net: nn.Module, data: TrainData, dev_x: list, device: torch.device) -> float:
     """Training FLOPs per pair (:mod:`shared.flops`), counted unpadded on 16 pairs spread over the training
     set (the dev set when streaming: the training file is not in memory)."""
@@ -214,8 +146,11 @@ def flops_per_pair(net: nn.Module, data: TrainData, dev_x: list, device: torch.d
     return training_flops_per_example(net, (collate([f], None, data.pad)[0] for f in picks), device)
 
 
-def training_loss(cfg: TrainConfig, data: TrainData, device: torch.device) -> nn.Module:
-    """Cross-entropy, weighted by ``--class-weights`` (the dev loss stays unweighted, comparable across runs)."""
+def training_loss(cfg: TrainConfig, data: TrainData, device: torch.device) -> Any:
+    """Cross-entropy, weighted by ``--class-weights`` (the dev loss stays unweighted, comparable across runs);
+    a regression's mean squared error (:func:`shared.score_metrics.score_loss`)."""
+    if cfg.task == "regression":
+        return score_loss
     weights = class_weights(cfg.class_weights, data.label_counts, data.labels)
     if weights is None:
         return nn.CrossEntropyLoss()
@@ -224,6 +159,3 @@ def training_loss(cfg: TrainConfig, data: TrainData, device: torch.device) -> nn
     return nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
 
 
-def _shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]

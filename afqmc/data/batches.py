@@ -23,7 +23,7 @@ class Pair:
     id: int | str | None
     sentence1: str
     sentence2: str
-    label: int | None  # index into the label list, None when the file has no label
+    label: int | float | None  # index into the label list (a regression's score), None when the file has none
     where: str = ""  # file:line (or row) it was read from
 
 
@@ -95,7 +95,9 @@ def collate(features: Sequence[dict[str, list[int]]], labels: Sequence[int] | No
     ids[filled] = torch.tensor(list(chain.from_iterable(f["input_ids"] for f in features)))
     types[filled] = torch.tensor(list(chain.from_iterable(f["token_type_ids"] for f in features)))
     mask = filled.long()
-    target = torch.tensor(labels, dtype=torch.long) if labels is not None else None
+    # Class indices, or the scores of a regression (afqmc.data.task.as_scores): their type says which.
+    target = None if labels is None else torch.tensor(
+        labels, dtype=torch.float32 if labels and isinstance(labels[0], float) else torch.long)
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}, target
 
 

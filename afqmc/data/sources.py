@@ -10,6 +10,7 @@ collected from the training data in numeric-aware order, so ``0``/``1`` stay cla
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -155,13 +156,16 @@ def _separator_hint(table: Table) -> str:
 
 
 def label_text(value: Any, column: str) -> str | None:
-    """A label as written: strings stripped, integers (and integral floats) as decimal text."""
+    """A label as written: strings stripped, integers (and integral floats) as decimal text, other floats
+    (a similarity score) as Python writes them (``3.8``)."""
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadLine(f"{describe(column)} must be a finite number, found {value!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise BadLine(f"{describe(column)} must be a string or integer, found {type(value).__name__}")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadLine(f"{describe(column)} must be a string or a number, found {type(value).__name__}")
     text = str(value).strip()
     return text or None
 

@@ -70,7 +70,11 @@ def inference_model(model: nn.Module, dtype: torch.dtype | None, copy_weights: b
     """
     if dtype is None:
         return model
-    return (copy.deepcopy(model) if copy_weights else model).to(dtype)
+    model = (copy.deepcopy(model) if copy_weights else model).to(dtype)
+    if getattr(model.config, "problem_type", None) == "regression":
+        # A score in bf16 has 3 significant digits (4.21875, 4.25): the one-output head stays fp32.
+        model.classifier.float().register_forward_pre_hook(lambda _, args: (args[0].float(),))
+    return model
 
 
 def scratch_config(vocab_size: int, size: str, num_labels: int, max_length: int,

@@ -8,6 +8,9 @@ silently drop the match token types that scratch models are trained with.
     scorer = PairScorer.from_dir("runs/afqmc/best")
     scorer.predict([("花呗怎么还款", "花呗如何还钱")])
     # [{'label': '1', 'probability': 0.93, 'probabilities': {'0': 0.07, '1': 0.93}, 'threshold': None}]
+
+A score (regression) model answers ``[{'score': 4.2}]`` instead, and :meth:`PairScorer.scores` gives them
+as an array.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from afqmc.model.bert import inference_model
 from afqmc.model.modeldir import load_model_dir
 from afqmc.data.charsets import lone_surrogate
 from shared.errors import UserError
-from shared.loops import predict_proba
+from shared.loops import predict_proba, predict_scores
 from shared.precision import choose_precision
 from shared.runtime import select_device
 
@@ -61,6 +64,7 @@ class PairScorer:
         # Binary models trained with --tune-threshold label a pair with the second label when its
         # probability reaches this threshold (None: the most probable label).
         self.threshold: float | None = self.settings.threshold if len(self.labels) == 2 else None
+        self.regression = self.settings.regression  # one output: a score, not label probabilities
         self.model = on_device(model, self.device, precision, batch_size)
 
     @classmethod
@@ -73,22 +77,36 @@ class PairScorer:
         """Token ids and token types per pair, as the model was trained on them."""
         return encode(self.tokenizer, pairs, self.max_length, self.match_types)
 
-    def probabilities(self, pairs: Sequence[tuple[str, str]] | Sequence[Pair]) -> np.ndarray:
-        """``(N, number of labels)`` probabilities, in the order of ``pairs``."""
+    def outputs(self, pairs: Sequence[tuple[str, str]] | Sequence[Pair]) -> np.ndarray:
+        """``(N, number of labels)`` probabilities, or a score model's ``(N, 1)`` scores, in the order of ``pairs``."""
         records = [p if isinstance(p, Pair) else _pair(i, p) for i, p in enumerate(pairs)]
         if not records:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         features = self.encode(records)
         order = length_sorted_batches(features, self.batch_size)
         batches = PairBatches(features, None, order, self.tokenizer.pad_token_id)
-        probs = predict_proba(self.model, batches, device=self.device, progress=False)
-        out = np.empty_like(probs)
-        out[np.concatenate(order)] = probs
+        run = predict_scores if self.regression else predict_proba
+        values = run(self.model, batches, device=self.device, progress=False).reshape(len(records), -1)
+        out = np.empty_like(values)
+        out[np.concatenate(order)] = values
         return out
 
+    def probabilities(self, pairs: Sequence[tuple[str, str]] | Sequence[Pair]) -> np.ndarray:
+        """``(N, number of labels)`` probabilities, in the order of ``pairs``."""
+        if self.regression:
+            raise UserError("a score (regression) model has no label probabilities: use scores() or predict()")
+        return self.outputs(pairs)
+
+    def scores(self, pairs: Sequence[tuple[str, str]] | Sequence[Pair]) -> np.ndarray:
+        """A score model's ``(N,)`` scores, in the order of ``pairs``."""
+        if not self.regression:
+            raise UserError("a classification model has no scores: use probabilities() or predict()")
+        return self.outputs(pairs).reshape(-1)
+
     def predict(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-        """One ``{"label", "probability", "probabilities": {label: p}}`` per pair, in order."""
-        return [self.describe(row) for row in self.probabilities(pairs)]
+        """One ``{"label", "probability", "probabilities": {label: p}}`` per pair, in order (a score
+        model: ``{"score"}``)."""
+        return [self.describe(row) for row in self.outputs(pairs)]
 
     __call__ = predict
 
@@ -101,12 +119,16 @@ class PairScorer:
     @property
     def decided_by(self) -> str:
         """How labels are chosen, in words: the saved threshold or the argmax."""
+        if self.regression:
+            return "the score the model outputs (a regression)"
         if self.threshold is None:
             return "argmax (the most probable label)"
         return f"the decision threshold {self.threshold:.4f} on P({self.labels[1]}) tuned in training"
 
     def describe(self, probs: np.ndarray) -> dict[str, Any]:
-        """``threshold``: the one that decided the label (None: the argmax did)."""
+        """``threshold``: the one that decided the label (None: the argmax did); a score model's row: its score."""
+        if self.regression:
+            return {"score": float(probs[0])}
         k = int(self.decide(probs))
         return {"label": self.labels[k], "probability": float(probs[k]),
                 "probabilities": {lab: float(p) for lab, p in zip(self.labels, probs)}, "threshold": self.threshold}

@@ -29,12 +29,15 @@ class InferenceSettings:
     match_types: bool = False  # token types mark tokens shared by both sentences (scratch models)
     threshold: float | None = None  # binary: P(second label) at which it is chosen (None: argmax)
     label_names: tuple[str, ...] | None = None  # train --label-names, shown for the labels (None: the labels)
+    regression: bool = False  # a score model: one output, no labels to choose (config problem_type "regression")
 
 
 def record(config: Any, max_length: int, text_columns: tuple[str, str] | None, label_column: str | None,
-           label_names: tuple[str, ...] | None = None) -> None:
-    """Store the training-time encoding, columns and label names on a model config (saved with every model
-    directory)."""
+           label_names: tuple[str, ...] | None = None, task: str = "classification") -> None:
+    """Store the training-time encoding, columns, label names and task on a model config (saved with every
+    model directory). The task is Hugging Face's own ``problem_type`` (``regression`` or
+    ``single_label_classification``), which ``AutoModelForSequenceClassification`` also reads."""
+    config.problem_type = "regression" if task == "regression" else "single_label_classification"
     setattr(config, KEY, {"max_length": max_length, "text_columns": list(text_columns) if text_columns else None,
                           "label_column": label_column, "label_names": list(label_names) if label_names else None})
 
@@ -49,4 +52,5 @@ def read(config: Any) -> InferenceSettings:
                              label_column=saved.get("label_column"),
                              label_names=tuple(saved["label_names"]) if saved.get("label_names") else None,
                              match_types=bool(getattr(config, "match_token_types", False)),
-                             threshold=None if threshold is None else float(threshold))
+                             threshold=None if threshold is None else float(threshold),
+                             regression=getattr(config, "problem_type", None) == "regression")
