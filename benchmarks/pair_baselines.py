@@ -4,7 +4,9 @@ length ratio) trained on the training file.
 
     python benchmarks/pair_baselines.py --train-file T.tsv --test-file H.tsv [--text-columns A,B ...]
 
-Prints one JSON line: majority and overlap-LR accuracy and macro-F1 on the test file.
+Prints one JSON line: majority and overlap-LR accuracy and macro-F1 on the test file. With --regression
+(a score column such as STS-B's): a ridge regression on the same features, and the training mean, scored
+by Pearson, Spearman and MSE.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ def main() -> None:
     parser.add_argument("--test-file", required=True, help="held-out labelled pairs")
     parser.add_argument("--text-columns", default=None, help="as in afqmc train")
     parser.add_argument("--label-column", default=None, help="as in afqmc train")
+    parser.add_argument("--regression", action="store_true", help="the labels are scores (default: classes)")
     args = parser.parse_args()
+    if args.regression:
+        return score_baselines(args)
     columns = tuple(args.text_columns.split(",")) if args.text_columns else None
     train, labels = read_labelled(PairFile(args.train_file, columns, args.label_column), None)
     test = read_pairs(PairFile(args.test_file, columns, args.label_column), labels)
@@ -66,6 +71,26 @@ def main() -> None:
         "overlap_lr_accuracy": float((pred == y_test).mean()),
         "overlap_lr_macro_f1": float(f1_score(y_test, pred, average="macro")),
     }))
+
+
+def score_baselines(args: argparse.Namespace) -> None:
+    from sklearn.linear_model import Ridge
+
+    from afqmc.data.task import as_scores
+    from shared.score_metrics import regression_metrics
+
+    columns = tuple(args.text_columns.split(",")) if args.text_columns else None
+    sets = []
+    for path in (args.train_file, args.test_file):
+        pairs, labels = read_labelled(PairFile(path, columns, args.label_column), None)
+        sets.append(as_scores(pairs, labels))
+    (x_train, y_train), (x_test, y_test) = (
+        (np.array([overlap_features(p.sentence1, p.sentence2) for p in s]), np.array([p.label for p in s]))
+        for s in sets)
+    ridge = regression_metrics(y_test, Ridge(alpha=1.0).fit(x_train, y_train).predict(x_test))
+    mean = regression_metrics(y_test, np.full(len(y_test), y_train.mean()))
+    print(json.dumps({"test": args.test_file, "n": len(y_test), "mean_mse": mean["mse"],
+                      **{f"overlap_ridge_{k}": ridge[k] for k in ("pearson", "spearman", "mse")}}))
 
 
 if __name__ == "__main__":
