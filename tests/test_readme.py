@@ -78,6 +78,7 @@ def laid_out(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow  # a process per command (the parsing test above is the fast tier's check)
 @pytest.mark.parametrize("line", sorted({line for _, line in ALL if line.startswith(SHORT)}))
 def test_the_short_commands_run_as_written(laid_out, line):
     pytest.importorskip("PIL")
