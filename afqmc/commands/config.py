@@ -187,10 +187,14 @@ class ScorerOptions:
     device: str = shared_option("device", "auto")
     threads: int = shared_option("threads", 0)
     precision: Literal["auto", "fp32", "bf16"] = shared_option("precision", "auto")
+    backend: Literal["torch", "onnx"] = _f("torch", "torch, or onnx: the model's ONNX export run by ONNX Runtime "
+                                                    "on CPU (afqmc export writes it; pip install 'pairtrain[onnx]')")
+    int8: bool = _f(False, "--backend onnx: the dynamically quantised int8 model (afqmc export --int8)")
 
     def scorer_problems(self) -> list[str]:
         too_small = self.batch_size < 1 or (self.max_length is not None and self.max_length < 1)
         problems = ["--batch-size and --max-length must be at least 1"] if too_small else []
+        problems += ["--int8 needs --backend onnx"] if self.int8 and self.backend != "onnx" else []
         return problems + (["--threads must not be negative"] if self.threads < 0 else [])
 
 
@@ -265,3 +269,12 @@ class ServeConfig(ScorerOptions):
         if self.max_wait_ms < 0:
             problems.append("--max-wait-ms must not be negative")
         raise_problems(problems)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Options of ``afqmc export``."""
+
+    model_dir: str = _f("", "the model directory to add an ONNX model to, e.g. runs/afqmc/best", required=True)
+    int8: bool = _f(False, "also write the dynamically quantised int8 model (ONNX Runtime's quantize_dynamic)")
+    threads: int = shared_option("threads", 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from afqmc import class_names
@@ -29,7 +30,10 @@ log = logging.getLogger("pairtrain")
 
 
 def scorer_for(cfg: InferConfig) -> PairScorer:
-    return PairScorer.from_dir(cfg.model_dir, device=cfg.device, precision=cfg.precision, max_length=cfg.max_length,
+    # ONNX Runtime gets the thread count torch was given (shared.runtime: fewer where cores are busy).
+    return PairScorer.from_dir(cfg.model_dir, backend=cfg.backend, int8=cfg.int8,
+                               threads=cfg.threads or torch.get_num_threads(),
+                               device=cfg.device, precision=cfg.precision, max_length=cfg.max_length,
                                batch_size=cfg.batch_size)
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from afqmc.commands.config import ServeConfig
 from afqmc.data.batches import Pair
 from afqmc.model.scorer import PairScorer
@@ -229,6 +231,7 @@ def run_serve(cfg: ServeConfig) -> None:
         import aiohttp  # noqa: F401
     except ImportError:
         raise UserError("afqmc serve needs the serve extra: pip install 'pairtrain[serve]'") from None
-    scorer = PairScorer.from_dir(cfg.model_dir, device=cfg.device, precision=cfg.precision,
-                                 max_length=cfg.max_length, batch_size=cfg.batch_size)
+    scorer = PairScorer.from_dir(cfg.model_dir, backend=cfg.backend, int8=cfg.int8,
+                                 threads=cfg.threads or torch.get_num_threads(), device=cfg.device,
+                                 precision=cfg.precision, max_length=cfg.max_length, batch_size=cfg.batch_size)
     asyncio.run(_serve(cfg, scorer))

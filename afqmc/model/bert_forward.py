@@ -27,8 +27,10 @@ from shared.dropout import dropout as dropout_fn
 
 def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """``(batch, 1, 1, length)`` True where a key may be attended to; None when nothing is padding
-    (checked on CPU only: on a GPU the check would wait for the device every batch)."""
-    if attention_mask is None or (attention_mask.device.type == "cpu" and bool(attention_mask.all())):
+    (checked on CPU only: on a GPU the check would wait for the device every batch; and not while
+    ``torch.export`` traces the model for ONNX, where the graph must serve padded batches too)."""
+    if attention_mask is None or (attention_mask.device.type == "cpu" and not torch.compiler.is_exporting()
+                                  and bool(attention_mask.all())):
         return None
     return attention_mask[:, None, None, :].bool()
 

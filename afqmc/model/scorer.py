@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from afqmc.data.batches import Pair, PairBatches, encode, length_sorted_batches
-from afqmc.model import settings
+from afqmc.model import onnx_backend, settings
 from afqmc.model.bert import inference_model
 from afqmc.model.modeldir import load_model_dir
 from afqmc.data.charsets import lone_surrogate
@@ -52,6 +52,8 @@ class PairScorer:
 
     def __init__(self, tokenizer: Any, model: nn.Module, labels: Sequence[str], *, device: str = "auto",
                  precision: str = "auto", max_length: int | None = None, batch_size: int = 64):
+        """``model``: the torch pair model, or the ONNX Runtime one (:mod:`afqmc.model.onnx_backend`), which
+        runs as exported (``device`` and ``precision`` do not apply to it)."""
         if (max_length is not None and max_length < 1) or batch_size < 1:
             raise UserError("max_length and batch_size must be at least 1")
         # What training used (afqmc.model.settings): truncation, token types, columns, the decision threshold.
@@ -65,12 +67,23 @@ class PairScorer:
         # probability reaches this threshold (None: the most probable label).
         self.threshold: float | None = self.settings.threshold if len(self.labels) == 2 else None
         self.regression = self.settings.regression  # one output: a score, not label probabilities
-        self.model = on_device(model, self.device, precision, batch_size)
+        if isinstance(model, onnx_backend.OnnxPairModel):
+            self.device, self.model, self.backend = torch.device("cpu"), model, model.path.name
+        else:
+            self.model, self.backend = on_device(model, self.device, precision, batch_size), "torch"
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, **options: Any) -> PairScorer:
-        """Load a model directory (``best/``, ``last/`` or one written by :func:`save_model_dir`)."""
+    def from_dir(cls, model_dir: str | Path, backend: str = "torch", int8: bool = False, threads: int = 0,
+                 **options: Any) -> PairScorer:
+        """Load a model directory (``best/``, ``last/`` or one written by :func:`save_model_dir`);
+        ``backend="onnx"`` runs its exported ONNX model (``int8``: the quantised one) with ONNX Runtime
+        (``threads``: its intra-op threads, 0: its default)."""
+        if backend not in ("torch", "onnx") or (int8 and backend != "onnx"):
+            raise UserError(f"backend {backend!r}{' with int8' if int8 else ''}: use backend='torch', or "
+                            "backend='onnx' (int8=True for the quantised model)")
         tokenizer, model, labels = load_model_dir(model_dir)
+        if backend == "onnx":
+            model = onnx_backend.load(Path(model_dir), model.config, int8, threads)
         return cls(tokenizer, model, labels, **options)
 
     def encode(self, pairs: Sequence[Pair]) -> list[dict[str, list[int]]]:
