@@ -161,3 +161,17 @@ def test_resume_needs_no_retyping_and_still_checks_what_is_given(tmp_path, capsy
     assert main(["train", "--out", out, "--resume"]) == 2
     assert (f"--resume {out}: the run predates run_config.json; give --train-file and --dev-file again"
             in capsys.readouterr().err)
+
+
+def test_a_pretrained_model_gets_an_lr_for_its_width_recorded_as_used(tmp_path):
+    from afqmc.cli import main
+    from afqmc.commands.config import pretrained_lr
+
+    assert pretrained_lr(768) == pytest.approx(5e-5) and pretrained_lr(384) == pytest.approx(1e-4)
+    assert pretrained_lr(1024) == pytest.approx(3.75e-5) and pretrained_lr(4096) == 2e-5  # within 2e-5..1e-4
+    train = write_jsonl(tmp_path / "train.json", make_pairs(16, 0))
+    out = tmp_path / "run"
+    assert main(["train", "--train-file", str(train), "--dev-file", str(train), "--model",
+                 str(make_tiny_bert(tmp_path / "tiny")), "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["lr"] == 1e-4 and "lr 0.0001" in (out / "train.log").read_text()  # 32 wide: the cap

@@ -13,7 +13,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from afqmc import class_names
 from afqmc.model import settings
-from afqmc.commands.config import RESUME_MAY_DIFFER, TrainConfig, text_column_pair
+from afqmc.commands.config import RESUME_MAY_DIFFER, TrainConfig, pretrained_lr, text_column_pair
 from afqmc.model.encoders import family, has_fast_forward
 from afqmc.data.batches import PairBatches, collate, encode, length_sorted_batches
 from afqmc.model.bert import inference_model, uses_match_types
@@ -67,6 +67,8 @@ def train(cfg: TrainConfig, run: RunDir, device: torch.device) -> dict[str, Any]
     texts = (s for p in pairs.records for s in (p.sentence1, p.sentence2))
     tokenizer, model = from_source(cfg.model, pairs.labels, texts, cfg.scratch_size, cfg.vocab_size,
                                    cfg.max_length, cfg.match_types, extra.get("tokenizer"))
+    if cfg.lr is None:  # resolved once, from the model's width, and recorded as used
+        cfg = dataclasses.replace(cfg, lr=pretrained_lr(int(model.config.hidden_size)))
     data = TrainData(cfg, pairs, tokenizer, uses_match_types(model.config))
     return fit(cfg, run, device, tokenizer, model, data, pairs.dev, found)
 
