@@ -20,7 +20,7 @@ from fashion.plots import prediction_grid
 from shared.atomic import atomic_dir, verify_dir, write_json
 from shared.checkpoint import load_weights, load_whole_model, save_weights, save_whole_model
 from shared.errors import CheckpointError, UserError
-from shared.loops import evaluate, predict_proba
+from shared.evaluation import evaluate, predict_proba
 from shared.metrics import format_test_line, report_text, single_class_warning
 from shared.record_files import record_format, write_records
 from shared.report import write_eval_report

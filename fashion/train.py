@@ -23,7 +23,7 @@ from shared import distributed
 from shared.flops import training_flops_per_example
 from shared.epochs import Trainer, run_epochs
 from shared.errors import UserError
-from shared.loops import evaluate
+from shared.evaluation import evaluate
 from shared.metrics import format_test_line
 from shared.atomic import write_json
 from shared.rundir import RunDir, log_result, open_run_dir, setup_logging

@@ -36,7 +36,8 @@ from shared import distributed, interrupt
 from shared.atomic import write_json
 from shared.checkpoint import newest_checkpoint_name
 from shared.errors import WriteFailed
-from shared.loops import EvaluationStopped, TrainState, train_one_epoch
+from shared.loops import TrainState, train_one_epoch
+from shared.evaluation import EvaluationStopped
 from shared.metrics import single_class_warning
 from shared.report import write_run_report
 from shared.rundir import RunDir, log_result

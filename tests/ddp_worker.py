@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import nn
 
 from shared import distributed
-from shared.loops import evaluate
+from shared.evaluation import evaluate
 
 
 def problem(n=203):

@@ -139,7 +139,7 @@ def test_distributed_evaluation_equals_single_process(tmp_path):
     from torch import nn
 
     import ddp_worker
-    from shared.loops import evaluate
+    from shared.evaluation import evaluate
 
     out = tmp_path / "m.json"
     mp.spawn(ddp_worker.run, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)

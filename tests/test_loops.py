@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from shared.loops import TrainState, evaluate, predict_proba, train_one_epoch
+from shared.loops import TrainState, train_one_epoch
+
+from shared.evaluation import evaluate, predict_proba
 from shared.metrics import classification_metrics, single_class_warning, format_test_line
 from shared.runtime import capture_rng, restore_rng, seed_everything, select_device
 

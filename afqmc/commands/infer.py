@@ -19,7 +19,7 @@ from afqmc.data.task import as_scores
 from afqmc.model.scorer import PairScorer
 from shared.errors import UserError
 from shared.atomic import write_json
-from shared.loops import evaluate, evaluate_regression
+from shared.evaluation import evaluate, evaluate_regression
 from shared.metrics import report_text, single_class_warning
 from shared.record_files import record_format, write_records
 from shared.report import write_eval_report

@@ -23,7 +23,7 @@ from afqmc.commands.train_data import TrainData, read_training_pairs
 from shared import distributed
 from shared.epochs import Trainer, run_epochs
 from shared.flops import training_flops_per_example
-from shared.loops import evaluate, evaluate_regression
+from shared.evaluation import evaluate, evaluate_regression
 from shared.score_metrics import score_loss
 from shared.rundir import RunDir, open_run_dir, setup_logging
 from shared.embedding_grads import buffer_embedding_grads

@@ -28,7 +28,7 @@ from afqmc.model.bert import inference_model
 from afqmc.model.modeldir import load_model_dir
 from afqmc.data.charsets import lone_surrogate
 from shared.errors import UserError
-from shared.loops import predict_proba, predict_scores
+from shared.evaluation import predict_proba, predict_scores
 from shared.precision import choose_precision
 from shared.runtime import select_device
 
