@@ -160,7 +160,7 @@ def from_args(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     fields = [f for f in dataclasses.fields(cls) if f.init]
     given = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields}} | overrides
     saved = _resumed_settings(cls, given)
-    if saved is None and "resume" in given and (old := _predates_settings(cls, given)):
+    if saved is None and given.get("resume") and (old := _predates_settings(cls, given)):
         from shared.errors import UserError
 
         raise UserError(f"--resume {old}: the run predates {RUN_SETTINGS}; give "
@@ -177,7 +177,7 @@ def from_args(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     if missing := [_flag(f.name) for f in fields if f.name not in values]:
         from shared.errors import UserError
 
-        hint = "" if "resume" not in given else (
+        hint = "" if not given.get("resume") else (
             f" (--resume takes them from {Path(given.get('out', _default(cls, 'out'))) / RUN_SETTINGS}, "
             "which does not exist)")
         raise UserError(f"the following arguments are required: {', '.join(missing)}{hint}")
