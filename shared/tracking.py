@@ -2,7 +2,8 @@
 
 The same figures as ``history.csv``, under ``OUT/tensorboard/`` and keyed by the optimizer step
 (counted from 1, as there): at each log point ``train/loss``, ``train/lr`` and ``train/epoch``; at each
-evaluation ``<eval>/loss``, ``<eval>/accuracy``, ``<eval>/macro_f1`` and ``train/mean_loss`` (the
+evaluation ``<eval>/loss``, ``<eval>/accuracy``, ``<eval>/macro_f1`` (a regression's ``pearson``,
+``spearman``, ``mse``) and ``train/mean_loss`` (the
 training loss averaged over the epoch so far). The anchor is Hugging Face's
 ``TrainingArguments(report_to="tensorboard")``; the writer is ``torch.utils.tensorboard``, which needs
 the ``tensorboard`` package (the ``tensorboard`` extra). A resumed run opens its writer with
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from shared.errors import UserError
+from shared.score_metrics import CLASSIFICATION, REGRESSION
 
 REPORT_TO = ("none", "tensorboard")
 
@@ -42,7 +44,8 @@ class TensorBoardLog:
     def evaluation(self, record: dict[str, Any], eval_name: str) -> None:
         """One evaluation's record (a ``history`` entry), then a flush: what is there survives a kill."""
         step = record["step"]
-        for metric in ("loss", "accuracy", "macro_f1"):
+        names = REGRESSION if f"{eval_name}_pearson" in record else CLASSIFICATION
+        for metric in ("loss", *names):
             self.writer.add_scalar(f"{eval_name}/{metric}", record[f"{eval_name}_{metric}"], step)
         self.writer.add_scalar("train/mean_loss", record["train_loss"], step)
         self.writer.flush()

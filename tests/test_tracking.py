@@ -52,3 +52,15 @@ def test_missing_tensorboard_says_what_to_install(tmp_path, capsys, monkeypatch)
     assert _train(tmp_path, "--epochs", "1") == 2
     assert "--report-to tensorboard needs the tensorboard package: pip install 'pairtrain[tensorboard]'" in \
         capsys.readouterr().err
+
+
+def test_a_regression_run_reports_its_correlations(tmp_path):
+    train = tmp_path / "train.json"
+    train.write_text("".join(f'{{"sentence1": "花呗{i}", "sentence2": "还款{i % 3}", "score": {i % 7 / 2}}}\n'
+                             for i in range(32)), encoding="utf-8")
+    assert afqmc_main(["train", "--train-file", str(train), "--dev-file", str(train), "--model", "scratch",
+                       "--scratch-size", "tiny", "--out", str(tmp_path / "run"), "--batch-size", "16", "--epochs", "1",
+                       "--label-column", "score", "--task", "regression", "--report-to", "tensorboard",
+                       "--quiet"]) == 0
+    got = _scalars(tmp_path / "run" / "tensorboard")
+    assert {"dev/pearson", "dev/spearman", "dev/mse", "dev/loss"} <= set(got) and "dev/accuracy" not in got
